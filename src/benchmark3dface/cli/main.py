@@ -1,0 +1,64 @@
+"""The ``b3f`` command. Each sub-command lives in its own module exposing
+``add_parser(subparsers)`` and ``run(args) -> int``; this file only dispatches, importing a
+sub-command's module when it is used (so ``b3f --help`` stays fast)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: sub-command name -> module implementing it
+COMMANDS = {
+    "benchmark": "benchmark3dface.cli.benchmark",
+    "facemodel": "benchmark3dface.facemodel.cli",
+    "leaderboard": "benchmark3dface.leaderboard.cli",
+    "synth": "benchmark3dface.data.cli",
+    "render": "benchmark3dface.cli.render",
+}
+
+HELP = {
+    "benchmark": "run the benchmark (train, evaluate, leaderboard) on the embedded default",
+    "facemodel": "inspect, export or build morphable models",
+    "leaderboard": "show, export and compare leaderboard results",
+    "synth": "write synthetic dataset shards to disk",
+    "render": "render faces from a morphable model to images",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="b3f", description="benchmark3dface: 3D face reconstruction benchmark")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"benchmark3dface {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=HELP[name], add_help=False)
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not module.startswith(exc.name):
+                raise
+            sub.add_parser(name, help=HELP[name] + " (not available in this build)")
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    only = first if first in COMMANDS else None
+    parser = build_parser(only)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    mod = importlib.import_module(COMMANDS[args.command])
+    return int(mod.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
