@@ -57,12 +57,12 @@ setup() {
     "$py" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && "$py" -m venv "$VENV"; }
   fi
   local stamp="$VENV/.b3f-installed"
-  local want; want=$(cat pyproject.toml run.sh | sha256sum | cut -c1-16)
+  local want; want=$(cat pyproject.toml methods/pyproject.toml run.sh | sha256sum | cut -c1-16)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "installing dependencies into $VENV (first time: several minutes)"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q "${TORCH_PINS[@]}"
-    "$VENV/bin/python" -m pip install -q -e ".[test]" "${TORCH_PINS[@]}"
+    "$VENV/bin/python" -m pip install -q -e ".[test]" -e ./methods "${TORCH_PINS[@]}"
     # facenet-pytorch pins torch<2.3; its MTCNN weights ship in the wheel
     "$VENV/bin/python" -m pip install -q --no-deps facenet-pytorch
     echo "$want" > "$stamp"

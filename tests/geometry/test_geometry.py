@@ -125,3 +125,18 @@ def test_layout():
     assert small.size == 10 + 5 + 3 + 27 + 3
     with pytest.raises(ValueError, match="needs 48"):
         small.split(torch.zeros(3, 47))
+
+
+def test_fit_pose_recovers_pose_from_landmarks():
+    from benchmark3dface.geometry.pose import fit_pose_to_landmarks
+
+    g = torch.Generator().manual_seed(3)
+    pts = torch.randn(5, 68, 3, generator=g) * torch.tensor([40.0, 50.0, 20.0])
+    ang = torch.tensor([[0.1, 0.3, -0.05], [-0.2, -1.0, 0.1], [0.0, 1.2, 0.0], [0.05, 0.0, 0.2], [0.3, -0.5, -0.2]])
+    t = torch.tensor([[5.0, -3.0, 20.0], [-10.0, 4.0, -50.0], [0.0, 0.0, 0.0], [2.0, 2.0, 100.0], [8.0, -8.0, -20.0]])
+    cam = PerspectiveCamera.deng()
+    obs = cam.project(pts @ euler_to_matrix(ang).transpose(-1, -2) + t[:, None])[..., :2]
+    a, tt, rms = fit_pose_to_landmarks(pts, obs, cam)
+    assert rms.max() < 0.05
+    assert torch.allclose(a, ang, atol=2e-3)
+    assert torch.allclose(tt, t, atol=0.5)

@@ -15,6 +15,7 @@ COMMANDS = {
     "leaderboard": "benchmark3dface.leaderboard.cli",
     "synth": "benchmark3dface.data.cli",
     "render": "benchmark3dface.cli.render",
+    "methods": "benchmark3dface.cli.methods",
 }
 
 HELP = {
@@ -23,6 +24,7 @@ HELP = {
     "leaderboard": "show, export and compare leaderboard results",
     "synth": "write synthetic dataset shards to disk",
     "render": "render faces from a morphable model to images",
+    "methods": "list installed methods",
 }
 
 

@@ -115,16 +115,17 @@ class MorphableModel(nn.Module):
         self.units = "mm"
         self.meta = dict(meta or {})
         self.exp_names = list(exp_names) if exp_names is not None else None
-        self.register_buffer("mean_shape", f32(mean_shape))
-        self.register_buffer("id_basis", f32(id_basis[: layout.id]))
-        self.register_buffer("exp_basis", f32(exp_basis[: layout.exp]))
-        self.register_buffer("mean_albedo", f32(mean_albedo))
-        self.register_buffer("albedo_basis", f32(albedo_basis[: layout.tex]))
-        self.register_buffer("triangles", torch.as_tensor(triangles))
-        self.register_buffer("landmarks68", torch.as_tensor(landmarks68))
-        self.register_buffer("regions", torch.as_tensor(np.asarray(regions, dtype=np.int64)))
-        self.register_buffer("symmetry", torch.as_tensor(np.asarray(symmetry, dtype=np.int64)))
-        self.register_buffer("skin", torch.as_tensor(skin_vertices(np.asarray(regions))))
+        # buffers are not persistent: a model is rebuilt from its source, checkpoints stay small
+        self.register_buffer("mean_shape", f32(mean_shape), persistent=False)
+        self.register_buffer("id_basis", f32(id_basis[: layout.id]), persistent=False)
+        self.register_buffer("exp_basis", f32(exp_basis[: layout.exp]), persistent=False)
+        self.register_buffer("mean_albedo", f32(mean_albedo), persistent=False)
+        self.register_buffer("albedo_basis", f32(albedo_basis[: layout.tex]), persistent=False)
+        self.register_buffer("triangles", torch.as_tensor(triangles), persistent=False)
+        self.register_buffer("landmarks68", torch.as_tensor(landmarks68), persistent=False)
+        self.register_buffer("regions", torch.as_tensor(np.asarray(regions, dtype=np.int64)), persistent=False)
+        self.register_buffer("symmetry", torch.as_tensor(np.asarray(symmetry, dtype=np.int64)), persistent=False)
+        self.register_buffer("skin", torch.as_tensor(skin_vertices(np.asarray(regions))), persistent=False)
 
     # ------------------------------------------------------------------ facts
     @property

@@ -1,0 +1,1 @@
+"""Built-in benchmark3dface method plugins (one sub-package per method)."""
