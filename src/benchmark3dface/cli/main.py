@@ -18,6 +18,9 @@ COMMANDS = {
     "methods": "benchmark3dface.cli.methods",
 }
 
+#: handled by LightningCLI (cli/lightning.py): b3f fit|validate|test|predict --config FILE ...
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
 HELP = {
     "benchmark": "run the benchmark (train, evaluate, leaderboard) on the embedded default",
     "facemodel": "inspect, export or build morphable models",
@@ -34,6 +37,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"benchmark3dface {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in LIGHTNING_COMMANDS:
+        sub.add_parser(name, help=f"LightningCLI {name} of a method: b3f {name} --config FILE (see --help)",
+                       add_help=False)
     for name, module in COMMANDS.items():
         if only is not None and name != only:
             sub.add_parser(name, help=HELP[name], add_help=False)
@@ -51,6 +57,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from .lightning import run_lightning
+
+        return run_lightning(argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     only = first if first in COMMANDS else None
     parser = build_parser(only)
