@@ -44,10 +44,6 @@ class MeanFace(ReconstructionMethod):
         faces = self.faces_from_coeffs(coeffs, cam)
         return [Reconstruction(sid, [f]) for sid, f in zip(ids, faces)]
 
-    def camera_for(self, batch: Sample):
-        size = batch.image.shape[-1] if batch.image is not None else self.image_size
-        return type(self.camera).deng(int(size))
-
 
 class Oracle(ReconstructionMethod):
     spec = MethodSpec(name="oracle", input_kind="single", requires=("coeffs",), trainable=False,
@@ -61,8 +57,7 @@ class Oracle(ReconstructionMethod):
         if coeffs.shape[-1] != self.facemodel.layout.size:
             raise ValueError(f"oracle: GT coefficients have {coeffs.shape[-1]} values, the model layout needs "
                              f"{self.facemodel.layout.size}: the data was generated with another face model")
-        size = batch.image.shape[-1] if batch.image is not None else self.image_size
-        faces = self.faces_from_coeffs(coeffs, type(self.camera).deng(int(size)))
+        faces = self.faces_from_coeffs(coeffs, self.camera_for(batch))
         return [Reconstruction(sid, [f]) for sid, f in zip(_ids(batch), faces)]
 
 

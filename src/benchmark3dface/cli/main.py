@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: sub-command name -> module implementing it
@@ -69,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     mod = importlib.import_module(COMMANDS[args.command])
-    return int(mod.run(args) or 0)
+    try:
+        return int(mod.run(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError, PermissionError) as exc:
+        if os.environ.get("B3F_DEBUG"):
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"b3f {args.command}: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

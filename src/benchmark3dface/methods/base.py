@@ -45,7 +45,13 @@ class ReconstructionMethod(L.LightningModule):
 
     @property
     def camera(self) -> PerspectiveCamera:
+        """Deng's camera at the method's own input size."""
         return PerspectiveCamera.deng(self.image_size)
+
+    def camera_for(self, batch: Sample) -> PerspectiveCamera:
+        """Deng's camera rescaled to the batch's image size (methods accept any square size)."""
+        size = batch.image.shape[-1] if batch.image is not None else self.image_size
+        return PerspectiveCamera.deng(int(size))
 
     # ------------------------------------------------------------------ helpers
     def faces_from_coeffs(self, coeffs: Tensor, camera: PerspectiveCamera | None = None) -> list[FaceReconstruction]:
