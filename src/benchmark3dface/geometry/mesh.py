@@ -48,7 +48,8 @@ def uniform_laplacian(triangles: Tensor, num_vertices: int) -> Tensor:
     rows = torch.cat([i, torch.arange(num_vertices)])
     cols = torch.cat([j, torch.arange(num_vertices)])
     vals = torch.cat([-torch.ones(i.shape[0]), deg])
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (num_vertices, num_vertices)).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (num_vertices, num_vertices),
+                                   check_invariants=False).coalesce()
 
 
 def umeyama(src: Tensor, dst: Tensor, with_scale: bool = True, weights: Tensor | None = None):
