@@ -1,0 +1,24 @@
+"""Preprocessing of real photos: detection + 5 points (MTCNN), Deng's 5-point alignment for any
+face model and crop size, 68 points (FAN, local weights only), skin attention masks.
+
+Heavy dependencies (facenet-pytorch, face-alignment) are imported only when a detector or
+landmarker is constructed.
+"""
+
+from .align import (AlignedFace, align_face, deng_target_points, deng_target_points_orthographic,
+                    fit_scale_translation, project_perspective)
+from .detect import MTCNN_TO_CONVENTION, FaceDetection, MTCNNDetector, select_face
+from .landmarks68 import FANLandmarker, MissingWeightsError, find_fan_weights
+from .pipeline import AlignCrop, box_from_lm5, preprocess_photo
+from .skin import (DEFAULT_SKIN_MODEL, SkinColourModel, fit_skin_model, skin_attention, skin_mask,
+                   skin_probability)
+from .transform import ScaleTranslation, warp_scale_translation
+
+__all__ = [
+    "AlignCrop", "AlignedFace", "DEFAULT_SKIN_MODEL", "FANLandmarker", "FaceDetection",
+    "MTCNNDetector", "MTCNN_TO_CONVENTION", "MissingWeightsError", "ScaleTranslation",
+    "SkinColourModel", "align_face", "box_from_lm5", "deng_target_points",
+    "deng_target_points_orthographic", "find_fan_weights", "fit_scale_translation",
+    "fit_skin_model", "preprocess_photo", "project_perspective", "select_face", "skin_attention",
+    "skin_mask", "skin_probability", "warp_scale_translation",
+]

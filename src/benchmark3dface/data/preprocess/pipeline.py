@@ -1,0 +1,130 @@
+"""Photo -> aligned, annotated crop: the preprocessing a real photo goes through.
+
+:class:`AlignCrop` is a ``Sample -> Sample`` callable usable as a reader's ``transform``: it
+finds the 5 points (the sample's ``lm5``, else derived from ``lm68``, else detected with
+MTCNN), optionally predicts 68 points with FAN, aligns and crops with Deng's rule
+(:func:`~.align.align_face`), maps every 2D field into the crop, and adds the skin attention
+mask. The photo -> crop transform is stored in ``meta["crop_transform"]`` (and composed into
+``meta["image_transform"]``) so predictions map back to the photo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..readers.annotations import lm5_from_lm68
+from ..readers.errors import DataError
+from ..readers.imageio import load_image, to_tensor
+from ..sample import Sample
+from .align import align_face
+from .detect import MTCNNDetector, select_face
+from .landmarks68 import FANLandmarker
+from .skin import skin_mask
+from .transform import ScaleTranslation, warp_scale_translation
+
+_MASKS = ("parse", "face_mask", "occlusion_mask", "depth")
+
+
+def box_from_lm5(lm5: Tensor) -> Tensor:
+    """A square face box (x0, y0, x1, y1) around 5 landmarks, sized like a detector box:
+    side = 2.2 x max(eye distance, eye-to-mouth distance), centred between eyes and mouth."""
+    eyes, mouth = lm5[:2].mean(0), lm5[3:].mean(0)
+    d = max(float((lm5[1] - lm5[0]).norm()), float((mouth - eyes).norm()))
+    c = (eyes + mouth) / 2
+    half = 1.1 * d
+    return torch.stack([c[0] - half, c[1] - half, c[0] + half, c[1] + half])
+
+
+class AlignCrop:
+    """Align and crop a ``single`` sample around its face.
+
+    Args:
+        target5: ``(5, 2)`` target points in crop pixels (e.g. ``deng_target_points``).
+        crop_size: output size.
+        detector: used when the sample has no landmarks (``None``: such a sample is a
+            ``DataError(reason="no_face")``).
+        landmarker: optional :class:`FANLandmarker` to add ``lm68`` when missing.
+        compute_skin: add ``skin_mask`` (Deng's attention) computed on the crop.
+        face: which detection to keep when several faces are found (see ``select_face``).
+    """
+
+    def __init__(self, target5: Tensor, crop_size: int = 224, detector: MTCNNDetector | None = None,
+                 landmarker: FANLandmarker | None = None, compute_skin: bool = True,
+                 face: str = "largest") -> None:
+        self.target5 = torch.as_tensor(target5, dtype=torch.float32)
+        if self.target5.shape != (5, 2):
+            raise ValueError(f"target5 must be (5, 2), got {tuple(self.target5.shape)}")
+        self.crop_size = int(crop_size)
+        self.detector = detector
+        self.landmarker = landmarker
+        self.compute_skin = compute_skin
+        self.face = face
+
+    def __call__(self, sample: Sample) -> Sample:
+        if sample.kind != "single" or sample.image is None or sample.image.ndim != 3:
+            raise ValueError("AlignCrop handles 'single' samples with a (3, H, W) image")
+        path = sample.meta.get("path", sample.sample_id or "<sample>")
+        img = sample.image
+        lm5, box = sample.lm5, None
+        if lm5 is None and sample.lm68 is not None:
+            lm5 = lm5_from_lm68(sample.lm68)
+        if lm5 is None or (self.landmarker is not None and sample.lm68 is None):
+            if self.detector is None and lm5 is None:
+                raise DataError(path, "no 5-point landmarks and no detector given", "no_face")
+            if self.detector is not None:
+                det = select_face(self.detector.detect(img), self.face, tuple(img.shape[-2:]))
+                if det is None:
+                    raise DataError(path, "no face detected", "no_face")
+                box = det.box
+                if lm5 is None:
+                    lm5 = det.lm5
+                    sample.meta["detection"] = {"box": det.box, "score": det.score}
+        if self.landmarker is not None and sample.lm68 is None:
+            sample.lm68 = self.landmarker(img, box if box is not None else box_from_lm5(lm5))[0][0]
+        if not torch.isfinite(lm5).all():
+            raise DataError(path, "5-point landmarks contain NaN/inf", "non_finite")
+        aligned = align_face(img, lm5, self.target5, self.crop_size, lm68=sample.lm68)
+        tr = aligned.transform
+        sample.image, sample.lm5 = aligned.image, aligned.lm5
+        sample.lm68 = aligned.lm68
+        if sample.lm68_3d is not None:
+            v = sample.lm68_3d.clone()
+            v[:, :2] = tr.apply(v[:, :2])
+            v[:, 2] = v[:, 2] * tr.scale
+            sample.lm68_3d = v
+        for name in _MASKS:
+            m = getattr(sample, name)
+            if m is not None:
+                w = warp_scale_translation(m.float()[None], tr, (self.crop_size,) * 2, "nearest")[0]
+                setattr(sample, name, w.to(m.dtype))
+        if self.compute_skin:
+            sample.skin_mask = skin_mask(sample.image, sample.lm5)
+        elif sample.skin_mask is not None:
+            sample.skin_mask = warp_scale_translation(sample.skin_mask.float()[None], tr,
+                                                      (self.crop_size,) * 2, "bilinear")[0].clamp(0, 1)
+        sample.meta["crop_transform"] = tr
+        sample.meta["align_residual_px"] = aligned.residual
+        prev = sample.meta.get("image_transform", ScaleTranslation.identity())
+        sample.meta["image_transform"] = prev.then(tr)
+        return sample
+
+
+def preprocess_photo(photo: str | Path | Tensor, target5: Tensor, crop_size: int = 224,
+                     lm5: Tensor | None = None, detector: MTCNNDetector | None = None,
+                     landmarker: FANLandmarker | None = None, compute_skin: bool = True) -> Sample:
+    """One user photo (path or ``(3, H, W)`` tensor) -> aligned ``Sample``. Without ``lm5`` a
+    detector is created on the CPU when none is given."""
+    if isinstance(photo, (str, Path)):
+        image, meta = to_tensor(load_image(photo, exif_transpose=True)), {"path": str(photo)}
+    else:
+        image, meta = photo, {}
+    if lm5 is None and detector is None:
+        detector = MTCNNDetector()
+    s = Sample(kind="single", sample_id=Path(meta.get("path", "photo")).stem, image=image,
+               lm5=None if lm5 is None else torch.as_tensor(lm5, dtype=torch.float32),
+               labelled=False, meta=meta)
+    s.meta["orig_size"] = tuple(image.shape[-2:])
+    return AlignCrop(target5, crop_size, detector, landmarker, compute_skin)(s)

@@ -1,0 +1,102 @@
+"""AFLW2000-3D (Zhu et al., 3DDFA): 2000 in-the-wild images with 68 3D-consistent landmarks.
+
+Layout: ``root/imageNNNNN.jpg`` + ``root/imageNNNNN.mat`` (or the same inside
+``root/AFLW2000/``). ``.mat`` keys read: ``pt3d_68`` (3, 68), ``Pose_Para`` (1, 7)
+``[pitch, yaw, roll, tx, ty, tz, scale]`` (radians), ``pt2d`` (2, 21), ``roi`` (1, 4),
+``Shape_Para`` (199, 1), ``Exp_Para`` (29, 1) (the last four are optional).
+
+Coordinates: ``pt3d_68`` rows are x, y in 1-based MATLAB image pixels (the 3DDFA code flips y
+with ``height + 1 - y``, i.e. pixel centres at integers 1..H) and a depth z scaled like x, y
+(larger = nearer the camera). The reader converts x, y to the framework convention with
+``u = x - 0.5``, ``v = y - 0.5`` and keeps z. Yaw is kept as stored (radians); on the real files
+a positive yaw turns the nose toward the viewer's left (smaller u). ``roi`` refers to the
+original AFLW photo, not to the 450x450 image, and is only passed through. Protocol: NME of the
+68 2D points normalised by the GT box ``sqrt(w h)``, by yaw bins of ``|yaw|``
+(``meta["yaw_bin"]``: 0 = [0,30], 1 = (30,60], 2 = above 60 degrees). See datasets/aflw2000.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..sample import Sample
+from .annotations import ONE_BASED_TO_CONTINUOUS, check_array, lm5_from_lm68, load_mat, yaw_bin
+from .base import FaceDatasetReader
+from .imageio import load_image, to_tensor
+from .registry import register_reader
+
+
+@dataclass(frozen=True)
+class _Item:
+    image: Path
+    mat: Path
+
+
+@register_reader("aflw2000")
+class AFLW2000Reader(FaceDatasetReader):
+    """AFLW2000-3D test set (split ``"test"``; ``"all"`` is an alias).
+
+    Sample fields: ``image``, ``lm68`` (68, 2) px, ``lm68_3d`` (68, 3) (u, v px + stored depth),
+    ``lm5`` (from lm68), ``yaw`` (radians, as stored in ``Pose_Para``). ``meta``: ``yaw_bin``,
+    ``pose_para`` (7,), ``pt2d`` (21, 2) px with missing points NaN, ``roi`` (4,),
+    ``shape_para`` (199,), ``exp_para`` (29,), ``path``, ``annotation_path``.
+    """
+
+    splits = ("test", "all")
+    source_hint = ("AFLW2000-3D comes from the 3DDFA project page "
+                   "(http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm, file "
+                   "AFLW2000-3D.zip, research use only); unzip it so that imageNNNNN.jpg and "
+                   "imageNNNNN.mat lie in the root folder")
+
+    def __init__(self, root, split: str = "test", image_size: int | None = None,
+                 strict: bool = True, transform=None, skip: str = "next") -> None:
+        super().__init__(root, split, image_size, strict, transform, skip)
+
+    def _index(self) -> list[_Item]:
+        folder = self.root
+        if not any(folder.glob("image*.jpg")) and (folder / "AFLW2000").is_dir():
+            folder = folder / "AFLW2000"
+        images = sorted(folder.glob("image*.jpg"))
+        if not images:
+            raise self.missing(folder / "image00000.jpg", "AFLW2000-3D images (imageNNNNN.jpg)")
+        self.data_dir = folder
+        return [_Item(p, p.with_suffix(".mat")) for p in images]
+
+    def _load(self, item: _Item, index: int) -> Sample:
+        mat = load_mat(item.mat, required=("pt3d_68", "Pose_Para"))
+        pt3d = check_array(mat["pt3d_68"], item.mat, "pt3d_68", [(3, 68)])
+        pose = check_array(mat["Pose_Para"], item.mat, "Pose_Para", [(1, 7), (7, 1), (7,)]).reshape(7)
+        img = load_image(item.image)
+        lm3 = torch.from_numpy(pt3d.T.copy()).float()
+        lm3[:, :2] += ONE_BASED_TO_CONTINUOUS
+        lm68 = lm3[:, :2].clone()
+        yaw = float(pose[1])
+        meta = {"path": str(item.image), "annotation_path": str(item.mat), "yaw_bin": yaw_bin(yaw),
+                "pose_para": torch.from_numpy(pose).float()}
+        if "pt2d" in mat:
+            pt2d = check_array(mat["pt2d"], item.mat, "pt2d", [(2, None)], finite=False).T.copy()
+            pt2d = torch.from_numpy(pt2d).float()
+            missing = (pt2d < 0).any(-1)  # AFLW marks absent points with -1
+            pt2d = pt2d + ONE_BASED_TO_CONTINUOUS
+            pt2d[missing] = float("nan")
+            meta["pt2d"] = pt2d
+        if "roi" in mat:
+            meta["roi"] = torch.from_numpy(check_array(mat["roi"], item.mat, "roi", [(1, 4)]).reshape(4)).float()
+        for key, out, n in (("Shape_Para", "shape_para", 199), ("Exp_Para", "exp_para", 29)):
+            if key in mat:
+                meta[out] = torch.from_numpy(
+                    check_array(mat[key], item.mat, key, [(n, 1), (1, n), (n,)]).reshape(n)).float()
+        return Sample(
+            kind="single",
+            sample_id=f"aflw2000/{item.image.stem}",
+            image=to_tensor(img),
+            lm68=lm68,
+            lm5=lm5_from_lm68(lm68),
+            lm68_3d=lm3,
+            yaw=torch.tensor(yaw, dtype=torch.float32),
+            labelled=True,
+            meta=meta,
+        )
