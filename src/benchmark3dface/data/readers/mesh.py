@@ -1,8 +1,8 @@
 """Scan / mesh loading for ground-truth scans (MICC Florence, NoW).
 
-- ``.obj``: a small parser in this module (``v`` and ``f`` records, polygons fan-triangulated,
-  ``f v/vt/vn`` and negative indices supported). open3d's OBJ reader re-orders vertices in
-  face-traversal order, so it is not used for OBJ: vertex order is kept as in the file.
+- ``.obj``: ``geometry.meshio.read_obj`` (polygons fan-triangulated, ``f v/vt/vn`` and negative
+  indices supported). open3d's OBJ reader re-orders vertices in face-traversal order, so it is
+  not used for OBJ: vertex order is kept as in the file.
 - ``.ply``, ``.off``, ``.stl``, ``.gltf/.glb``: open3d (triangle meshes; files with vertices
   only are read as point clouds, ``triangles=None``).
 - ``.wrl`` / ``.vrml`` (VRML 2.0 ``IndexedFaceSet``): a small parser in this module — it reads
@@ -54,26 +54,17 @@ def _triangulate(idx: np.ndarray) -> np.ndarray:
 
 def read_obj(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Vertices ``(P, 3)`` (file order) and fan-triangulated faces ``(Q, 3)`` (0-based) of an
-    OBJ file; texture/normal indices are ignored."""
+    OBJ file, via :func:`benchmark3dface.geometry.meshio.read_obj`; errors become ``DataError``."""
+    from ...geometry.meshio import MeshFormatError
+    from ...geometry.meshio import read_obj as _read_obj
+
     path = Path(path)
-    verts: list[list[float]] = []
-    tris: list[tuple[int, int, int]] = []
     try:
-        with open(path, encoding="latin-1") as f:
-            for ln in f:
-                if ln.startswith("v "):
-                    verts.append([float(x) for x in ln.split()[1:4]])
-                elif ln.startswith("f "):
-                    idx = [int(tok.split("/", 1)[0]) for tok in ln.split()[1:]]
-                    idx = [i - 1 if i > 0 else len(verts) + i for i in idx]
-                    tris.extend((idx[0], idx[k], idx[k + 1]) for k in range(1, len(idx) - 1))
-    except (OSError, ValueError, IndexError) as e:
+        mesh = _read_obj(path)
+    except (MeshFormatError, OSError) as e:
         raise DataError(path, f"malformed OBJ file ({e})", "unreadable_mesh") from None
-    v = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
-    t = np.asarray(tris, dtype=np.int64).reshape(-1, 3)
-    if t.size and (t.min() < 0 or t.max() >= len(v)):
-        raise DataError(path, f"faces refer to vertices outside 1..{len(v)}", "unreadable_mesh")
-    return v, (t if len(t) else None)
+    t = mesh.triangles
+    return mesh.vertices, (t if len(t) else None)
 
 
 def read_vrml(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
