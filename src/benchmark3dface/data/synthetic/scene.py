@@ -1,0 +1,134 @@
+"""Random scene parameters (numpy, float64): identities, expressions, poses, SH lighting,
+multi-face layouts. Pure functions of a ``numpy.random.Generator``; angles in radians.
+
+Coefficient groups follow the model's ``CoeffLayout`` (docs/conventions.md): identity and
+albedo ~ N(0, std^2) (the model's bases are scaled for unit-variance coefficients); expressions
+~ N(0, exp_std^2) for a Gaussian prior, or sparse blendshape weights in [0, exp_std] for a
+``unit_interval`` model (ICT-FaceKit / ARKit).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...facemodel.layout import CoeffLayout
+from ...geometry.lighting import SH_A, SH_C
+from .config import SynthConfig
+from .seeding import identity_id, rng_for
+
+A1C1 = SH_A[1] * SH_C[1]
+A0C0 = SH_A[0] * SH_C[0]
+A2C2 = SH_A[2] * SH_C[2]
+DENG_SH_INIT = 0.8
+
+
+def identity_coefficients(layout: CoeffLayout, identity: int, identity_seed: int = 0,
+                          id_std: float = 1.0, tex_std: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Identity id -> ``(id (K_id,), tex (K_tex,))`` coefficients, a pure function of
+    ``(identity_seed, identity)`` and the layout sizes."""
+    rng = rng_for("b3f-identity", int(identity_seed), int(identity))
+    ident = rng.standard_normal(layout.id) * id_std
+    tex = rng.standard_normal(layout.tex) * tex_std
+    return ident, tex
+
+
+def draw_identities(rng: np.random.Generator, cfg: SynthConfig, split: str, count: int) -> np.ndarray:
+    """``count`` identity ids drawn uniformly from the split's pool (with replacement)."""
+    local = rng.integers(0, cfg.num_identities(split), size=count)
+    return np.array([identity_id(split, int(k)) for k in local], dtype=np.int64)
+
+
+def sample_expression(rng: np.random.Generator, layout: CoeffLayout, exp_prior: str, count: int,
+                      exp_std: float) -> np.ndarray:
+    """``(count, K_exp)`` expression coefficients from the model's prior."""
+    if exp_prior == "unit_interval":
+        active = rng.random((count, layout.exp)) < 0.12
+        return active * rng.random((count, layout.exp)) * min(exp_std, 1.0)
+    return rng.standard_normal((count, layout.exp)) * exp_std
+
+
+def sample_angles(rng: np.random.Generator, count: int, yaw_max: float, pitch_max: float,
+                  roll_max: float) -> np.ndarray:
+    """``(count, 3)`` (pitch, yaw, roll) in radians, uniform within the +- ranges (degrees in)."""
+    lim = np.radians([pitch_max, yaw_max, roll_max])
+    return (rng.random((count, 3)) * 2.0 - 1.0) * lim
+
+
+def sample_sh(rng: np.random.Generator, count: int, ambient_range: tuple[float, float],
+              directional_max: float, tint: float) -> np.ndarray:
+    """``(count, 27)`` SH coefficients ``[r0..r8, g0..g8, b0..b8]`` in Deng's convention.
+
+    The irradiance of a normal n is ``ambient + k (d . n) + small second-order terms`` per
+    channel, with ``ambient`` uniform in ``ambient_range`` (plus a colour tint), a light
+    direction ``d`` in the frontal hemisphere and strength ``k <= directional_max``. Deng's
+    ``+0.8`` on the DC coefficient is accounted for.
+    """
+    amb = rng.uniform(ambient_range[0], ambient_range[1], size=(count, 1))
+    amb = amb + rng.standard_normal((count, 3)) * tint
+    d = rng.standard_normal((count, 3))
+    d[:, 2] = np.abs(d[:, 2]) + 0.3
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    k = rng.random((count, 1)) * directional_max
+    second = rng.standard_normal((count, 5)) * 0.04
+    out = np.zeros((count, 3, 9))
+    out[:, :, 0] = amb / A0C0 - DENG_SH_INIT
+    # Y1 = -a1c1 y, Y2 = a1c1 z, Y3 = -a1c1 x  ->  k (dx x + dy y + dz z)
+    out[:, :, 1] = (-k * d[:, 1:2]) / A1C1
+    out[:, :, 2] = (k * d[:, 2:3]) / A1C1
+    out[:, :, 3] = (-k * d[:, 0:1]) / A1C1
+    out[:, :, 4:9] = second[:, None, :] / A2C2
+    return out.reshape(count, 27)
+
+
+def face_size_px(lm68: np.ndarray) -> np.ndarray:
+    """``sqrt(w h)`` of the 68-landmark bounding box, ``(..., 68, 2) -> (...)`` pixels."""
+    wh = lm68.max(-2) - lm68.min(-2)
+    return np.sqrt(np.maximum(wh[..., 0] * wh[..., 1], 1e-12))
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + areas - inter)
+
+
+def multiface_layout(rng: np.random.Generator, width: int, height: int, min_faces: int,
+                     max_faces: int, scale_range: tuple[float, float], max_overlap: float,
+                     attempts: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Face centres ``(F, 2)`` px and crop-equivalent sizes ``(F,)`` px for a multi-face image.
+
+    Faces are placed one by one (sizes log-uniform in ``scale_range``, capped at 0.9 of the
+    image), rejecting positions whose square box (side 0.8 x size) overlaps an earlier box
+    with IoU > ``max_overlap`` or whose centre falls in an earlier box (or vice versa).
+    A face that finds no place in ``attempts`` tries is dropped; the first always fits.
+    """
+    target = int(rng.integers(min_faces, max_faces + 1))
+    lo, hi = math.log(scale_range[0]), math.log(min(scale_range[1], 0.9 * min(width, height)))
+    hi = max(hi, lo)
+    centres, sizes, boxes = [], [], []
+    for _ in range(target):
+        size = math.exp(rng.uniform(lo, hi))
+        half = 0.4 * size
+        for _try in range(attempts):
+            m = 0.75 * half  # up to ~a quarter of the box may leave the frame
+            c = np.array([rng.uniform(m, width - m), rng.uniform(m, height - m)])
+            box = np.array([c[0] - half, c[1] - half, c[0] + half, c[1] + half])
+            if boxes:
+                b = np.asarray(boxes)
+                pc = np.asarray(centres)
+                inside_old = ((c[0] >= b[:, 0]) & (c[0] <= b[:, 2]) & (c[1] >= b[:, 1]) & (c[1] <= b[:, 3])).any()
+                old_inside = ((pc[:, 0] >= box[0]) & (pc[:, 0] <= box[2]) & (pc[:, 1] >= box[1]) & (pc[:, 1] <= box[3])).any()
+                if inside_old or old_inside or (_iou(box, b) > max_overlap).any():
+                    continue
+            centres.append(c)
+            sizes.append(size)
+            boxes.append(box)
+            break
+    return np.asarray(centres, dtype=np.float64), np.asarray(sizes, dtype=np.float64)
