@@ -1,0 +1,270 @@
+"""AFLW2000-3D landmark protocol (3DDFA, Zhu et al.): 2D normalised mean error.
+
+NME of one face = mean over the 68 points of the 2D Euclidean error, divided by
+sqrt(w * h) of the GT 68-point bounding box, in percent. Faces are binned by |yaw| (degrees):
+[0, 30], (30, 60], > 60 (3DDFA's code puts every |yaw| > 60, including the few > 90, in the
+last bin); the reported "mean" is the mean of the three bin means (balanced over poses),
+"all" the plain mean over faces. CED: fraction of faces with NME <= x.
+
+GT: ``Sample.lm68`` (pixels, the conventions' image frame) by default, or the first two
+columns of ``Sample.lm68_3d`` (``gt="lm68_3d"``, AFLW2000's ``pt3d_68``); yaw from
+``Sample.yaw`` (radians). Predictions: ``FaceReconstruction.landmarks2d`` (68, 2) pixels.
+Multi-face images: predicted faces are matched to GT faces by centre distance (Hungarian;
+a GT face without a prediction within ``match_radius`` x its box size is a failure "face not
+detected"); faces are keyed ``"<sample_id>#<k>"``. Image sets / multi-view samples: view k is
+scored with ``Reconstruction.per_view[k]`` (same keys). Dense NME (``AFLW2000DenseNME``): the same on all GT vertices in image space.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.sample import Sample
+from ..methods.reconstruction import FaceReconstruction, Reconstruction
+from .base import ProtocolMetric, ced_curve, pair_up
+from .matching import landmark_center, match_faces
+from .result import MetricValue
+
+YAW_BINS_DEG = ((0.0, 30.0), (30.0, 60.0), (60.0, math.inf))
+
+
+def bbox_size(gt: Tensor) -> Tensor:
+    """sqrt(w * h) of the bounding box of (..., K, 2) points."""
+    w = gt[..., 0].amax(-1) - gt[..., 0].amin(-1)
+    h = gt[..., 1].amax(-1) - gt[..., 1].amin(-1)
+    return (w * h).clamp_min(0).sqrt()
+
+
+def nme(pred: Tensor, gt: Tensor, norm: Tensor | None = None) -> Tensor:
+    """Normalised mean error in percent: (..., K, 2) points -> (...). ``norm`` defaults to
+    ``bbox_size(gt)``."""
+    norm = bbox_size(gt) if norm is None else norm
+    return 100.0 * (pred - gt).norm(dim=-1).mean(-1) / norm
+
+
+def yaw_bin(yaw_deg: float) -> int | None:
+    """0, 1, 2 for |yaw| in [0, 30], (30, 60], > 60 degrees; None if unknown."""
+    a = abs(yaw_deg)
+    if not math.isfinite(a):
+        return None
+    return 0 if a <= 30 else (1 if a <= 60 else 2)
+
+
+def _faces_of(sample: Sample, field: str) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """GT landmarks (F, 68, 2), yaw (F,) radians and centres (F, 2) of a sample."""
+    lm = sample.lm68 if field == "lm68" else (None if sample.lm68_3d is None else sample.lm68_3d[..., :2])
+    if lm is None:
+        return None, None, None
+    lm = lm.reshape(-1, *lm.shape[-2:]).to(torch.float64)
+    yaw = sample.yaw
+    yaw = torch.full((len(lm),), math.nan, dtype=torch.float64) if yaw is None else \
+        torch.as_tensor(yaw, dtype=torch.float64).reshape(-1)
+    if len(yaw) == 1 and len(lm) > 1:
+        yaw = yaw.expand(len(lm))
+    centers = sample.centers.to(torch.float64).reshape(-1, 2) if sample.centers is not None else landmark_center(lm)
+    return lm, yaw, centers
+
+
+def _pred_center(face: FaceReconstruction) -> Tensor:
+    if face.center is not None:
+        return torch.as_tensor(face.center, dtype=torch.float64).reshape(2)
+    if face.landmarks2d is not None and face.landmarks2d.ndim == 2:
+        return landmark_center(face.landmarks2d.to(torch.float64))
+    return torch.full((2,), math.nan, dtype=torch.float64)
+
+
+class _FaceMatching(ProtocolMetric):
+    """Pairs every GT face with a predicted face (one per single-face sample; Hungarian
+    matching on centres for multi-face images) and hands both to ``_score_face``."""
+
+    match_radius: float = 0.5
+
+    def _pairs(self, reconstructions, batch, field: str):
+        for k, (rec, sample) in enumerate(pair_up(reconstructions, batch)):
+            sid = sample.sample_id or (rec.sample_id if rec else f"#{k}")
+            gt, yaw, centers = _faces_of(sample, field)
+            if gt is None:
+                yield sid, None, None, math.nan, f"no GT landmarks (Sample.{field})", sample, 0
+                continue
+            multi = sample.kind != "single"
+            if sample.kind in ("set", "multiview"):  # view j <-> per-view reconstruction j
+                faces = [] if rec is None or rec.per_view is None else list(rec.per_view)
+                match = [j if j < len(faces) else None for j in range(len(gt))]
+            elif sample.kind == "multiface":
+                faces = [] if rec is None else list(rec.faces)
+                pc = torch.stack([_pred_center(f) for f in faces]) if faces else torch.zeros(0, 2)
+                match = match_faces(pc, centers, self.match_radius * bbox_size(gt))
+            else:
+                faces = [] if rec is None else list(rec.faces)
+                match = [0 if faces else None] + [None] * (len(gt) - 1)
+            for j in range(len(gt)):
+                fid = f"{sid}#{j}" if multi else sid
+                yd = math.degrees(float(yaw[j]))
+                if match[j] is None:
+                    why = "face not detected" if sample.kind == "multiface" else "no reconstruction"
+                    yield fid, None, gt[j], yd, why, sample, j
+                else:
+                    yield fid, faces[match[j]], gt[j], yd, None, sample, j
+
+
+class AFLW2000NME(_FaceMatching):
+    """68-point 2D NME (%) with yaw bins and CED, 3DDFA's AFLW2000-3D protocol (see module)."""
+
+    name: ClassVar[str] = "aflw2000_nme"
+    value_names: ClassVar[tuple[str, ...]] = ("nme", "yaw_deg")
+    optional_values: ClassVar[tuple[str, ...]] = ("yaw_deg",)
+    units: ClassVar[dict[str, str]] = {"nme": "%", "yaw_deg": "deg"}
+
+    def __init__(self, gt: str = "lm68", match_radius: float = 0.5, ced_max: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if gt not in ("lm68", "lm68_3d"):
+            raise ValueError(f"gt must be 'lm68' or 'lm68_3d', got {gt!r}")
+        self.gt = gt
+        self.match_radius = float(match_radius)
+        self.ced_max = float(ced_max)
+
+    def config(self) -> dict[str, Any]:
+        return {"gt": self.gt, "normalisation": "sqrt(w*h) of the GT 68-point box", "yaw_bins_deg": "[0,30],(30,60],>60",
+                "match_radius": self.match_radius}
+
+    def update(self, reconstructions: Sequence[Reconstruction] | Reconstruction,
+               batch: Sample | Sequence[Sample]) -> None:
+        ids, vals, reasons = [], [], []
+        for fid, face, gt, yd, why, _, _ in self._pairs(reconstructions, batch, self.gt):
+            value = math.nan
+            if why is None:
+                assert face is not None and gt is not None
+                lm = face.landmarks2d
+                if face.failure:
+                    why = face.failure
+                elif lm is None:
+                    why = "no 2D landmarks"
+                elif tuple(lm.shape) != (68, 2):
+                    why = f"landmarks2d must be (68, 2), got {tuple(lm.shape)}"
+                elif not torch.isfinite(lm).all():
+                    why = "non-finite 2D landmarks"
+                else:
+                    value = float(nme(lm.to(torch.float64).cpu(), gt.cpu()))
+            ids.append(fid)
+            vals.append([value, yd])
+            reasons.append(why or "")
+        self.record(ids, vals, reasons)
+
+    def summarise(self, ids, values, reasons, keep):
+        ok = np.array([not r for r in reasons], dtype=bool)
+        yaw = values[:, 1]
+        bins = np.array([-1 if (b := yaw_bin(y)) is None else b for y in yaw])
+        metrics: dict[str, MetricValue] = {}
+        means = []
+        for b, (lo, hi) in enumerate(YAW_BINS_DEG):
+            sel = bins == b
+            v = values[sel & ok, 0]
+            nf = int((sel & ~ok).sum())
+            name = f"nme_{int(lo)}_{int(hi)}" if math.isfinite(hi) else f"nme_{int(lo)}_plus"
+            metrics[name] = MetricValue(float(v.mean()) if len(v) else math.nan, float(v.std()) if len(v) else math.nan,
+                                        len(v), nf, "%")
+            means.append(metrics[name].value)
+        n_failed = int((~ok).sum())
+        finite = [m for m in means if math.isfinite(m)]
+        unbinned = int((bins[ok] < 0).sum())
+        metrics["nme_mean"] = MetricValue(float(np.mean(means)) if len(finite) == 3 else math.nan,
+                                          float(np.std(means)) if len(finite) == 3 else math.nan,
+                                          int(ok.sum()) - unbinned, n_failed, "%")
+        allv = values[ok, 0]
+        metrics["nme_all"] = MetricValue(float(allv.mean()) if len(allv) else math.nan,
+                                         float(allv.std()) if len(allv) else math.nan, len(allv), n_failed, "%")
+        return metrics, {"nme_ced": ced_curve(allv, n_failed, self.ced_max, x_label="NME (%)")}
+
+
+def project_face(face: FaceReconstruction) -> Tensor | None:
+    """Image-space (u, v) pixels of a face's vertices from its pose and camera dict
+    (docs/conventions.md): ``{"kind": "perspective", "focal", "principal": (cx, cy),
+    "distance"}`` or ``{"kind": "weak", "scale", "principal": (cx, cy), "translation2d"?}``.
+    None when the face lacks a pose or its camera kind is unknown."""
+    if face.vertices is None or face.rotation is None:
+        return None
+    cam = face.camera or {}
+    v = face.vertices.to(torch.float64) @ face.rotation.to(torch.float64).T
+    cx, cy = (float(c) for c in cam.get("principal", (0.0, 0.0)))
+    if cam.get("kind") == "perspective":
+        if face.translation is None:
+            return None
+        v = v + face.translation.to(torch.float64)
+        f, dist = float(cam["focal"]), float(cam.get("distance", 1000.0))
+        z = dist - v[:, 2]
+        return torch.stack([cx + f * v[:, 0] / z, cy - f * v[:, 1] / z], -1)
+    if cam.get("kind") == "weak":
+        s = float(cam["scale"])
+        tx, ty = (float(c) for c in cam.get("translation2d", (0.0, 0.0)))
+        return torch.stack([cx + s * v[:, 0] + tx, cy - (s * v[:, 1] + ty)], -1)
+    return None
+
+
+class AFLW2000DenseNME(_FaceMatching):
+    """Dense 2D NME (%) over all GT vertices in image space (PRNet / 3DDFA dense alignment).
+
+    GT: ``Sample.meta["vertices_image"]`` ((N, 2+) pixels, per face for multi-face images) or
+    explicit ``gt_vertices_image=`` in ``update``; prediction: its vertices projected with its
+    own pose and camera (``project_face``), which requires the prediction to share the GT's
+    topology (same N, same order). Normalised by sqrt(w h) of the GT 68-point box when the
+    sample has 68 landmarks, else of the GT vertex box.
+    """
+
+    name: ClassVar[str] = "aflw2000_dense_nme"
+    value_names: ClassVar[tuple[str, ...]] = ("nme", "yaw_deg")
+    optional_values: ClassVar[tuple[str, ...]] = ("yaw_deg",)
+    units: ClassVar[dict[str, str]] = {"nme": "%", "yaw_deg": "deg"}
+
+    def __init__(self, match_radius: float = 0.5, ced_max: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.match_radius = float(match_radius)
+        self.ced_max = float(ced_max)
+
+    def config(self) -> dict[str, Any]:
+        return {"normalisation": "sqrt(w*h) of the GT 68-point box (dense box without 68 points)",
+                "match_radius": self.match_radius}
+
+    def update(self, reconstructions: Sequence[Reconstruction] | Reconstruction, batch: Sample | Sequence[Sample],
+               gt_vertices_image: Sequence[Tensor] | None = None) -> None:
+        ids, vals, reasons = [], [], []
+        samples_seen: dict[int, int] = {}
+        for fid, face, gt68, yd, why, sample, j in self._pairs(reconstructions, batch, "lm68"):
+            k = samples_seen.setdefault(id(sample), len(samples_seen))
+            value = math.nan
+            dense = None
+            if gt_vertices_image is not None:
+                dense = gt_vertices_image[k]
+            elif isinstance(sample.meta, dict):
+                dense = sample.meta.get("vertices_image")
+            if why is None and dense is None:
+                why = "no dense GT (Sample.meta['vertices_image'] or gt_vertices_image=)"
+            if why is None:
+                assert face is not None
+                dense_t = torch.as_tensor(dense, dtype=torch.float64)
+                dense_t = dense_t[j] if sample.kind == "multiface" else dense_t
+                dense_t = dense_t[..., :2]
+                uv = project_face(face) if not face.failure else None
+                if face.failure:
+                    why = face.failure
+                elif uv is None:
+                    why = "prediction has no pose/camera to project its vertices"
+                elif uv.shape != dense_t.shape:
+                    why = f"topology mismatch: {tuple(uv.shape)} predicted vs {tuple(dense_t.shape)} GT points"
+                elif not torch.isfinite(uv).all():
+                    why = "non-finite projected vertices"
+                else:
+                    norm = bbox_size(gt68) if gt68 is not None else bbox_size(dense_t)
+                    value = float(nme(uv, dense_t, norm))
+            ids.append(fid)
+            vals.append([value, yd])
+            reasons.append(why or "")
+        self.record(ids, vals, reasons)
+
+    def summarise(self, ids, values, reasons, keep):
+        return AFLW2000NME.summarise(self, ids, values, reasons, keep)  # type: ignore[arg-type]

@@ -1,0 +1,107 @@
+"""The uniform result every protocol produces (and the leaderboard stores).
+
+A ``ProtocolResult`` holds:
+
+- ``metrics``: named summary numbers, each a ``MetricValue`` (value, std, n, n_failed, unit);
+- ``per_sample``: for each per-sample quantity (e.g. ``"rmse"``), a dict ``sample_id -> float``
+  over the successfully scored samples (for CED curves and paired tests between methods);
+- ``failures``: ``sample_id -> reason`` for every sample that could not be scored (bad
+  prediction, missing ground truth ...); failures are counted in ``MetricValue.n_failed`` and
+  never silently dropped;
+- ``curves``: named curves (CED: fraction of samples with error <= x);
+- ``config``: the protocol options that produced the numbers (crop radius, ICP settings ...).
+
+Everything is plain Python (floats, strings, lists) so ``to_dict`` is JSON-safe.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class MetricValue:
+    """One named number.
+
+    Attributes:
+        value: the number (NaN when nothing could be scored).
+        std: its spread (standard deviation over samples or points, as the protocol states),
+            or None when it has none.
+        n: number of successfully scored samples (faces for multi-face images) behind ``value``.
+        n_failed: number of samples that were attempted and failed; ``n + n_failed`` is the
+            number of samples seen.
+        unit: ``"mm"``, ``"%"``, ``""`` (dimensionless) ...
+    """
+
+    value: float
+    std: float | None
+    n: int
+    n_failed: int
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        self.value = float(self.value)
+        self.std = None if self.std is None else float(self.std)
+        self.n = int(self.n)
+        self.n_failed = int(self.n_failed)
+
+
+@dataclass
+class Curve:
+    """A curve such as a cumulative error distribution: ``y[i]`` = fraction of samples with
+    error <= ``x[i]`` (failed samples count as errors of +infinity, i.e. never below x)."""
+
+    x: list[float]
+    y: list[float]
+    x_label: str = ""
+    y_label: str = ""
+
+
+@dataclass
+class ProtocolResult:
+    """What a protocol's ``compute()`` returns. See the module docstring."""
+
+    protocol: str
+    metrics: dict[str, MetricValue] = field(default_factory=dict)
+    per_sample: dict[str, dict[str, float]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    curves: dict[str, Curve] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Samples scored successfully (the size of the largest per-sample table)."""
+        return max((len(v) for v in self.per_sample.values()), default=0)
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failures)
+
+    def scalars(self) -> dict[str, float]:
+        """``{name: value}`` for logging (e.g. ``LightningModule.log_dict``)."""
+        return {k: v.value for k, v in self.metrics.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (NaN stays a float NaN; use ``allow_nan`` JSON or replace it)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProtocolResult:
+        return cls(
+            protocol=d["protocol"],
+            metrics={k: MetricValue(**v) for k, v in d.get("metrics", {}).items()},
+            per_sample={k: dict(v) for k, v in d.get("per_sample", {}).items()},
+            failures=dict(d.get("failures", {})),
+            curves={k: Curve(**v) for k, v in d.get("curves", {}).items()},
+            config=dict(d.get("config", {})),
+        )
+
+    def summary(self) -> str:
+        """One line per metric, e.g. ``rmse = 1.660 +- 0.310 mm (n=53, failed=0)``."""
+        lines = []
+        for name, m in self.metrics.items():
+            std = "" if m.std is None or math.isnan(m.std) else f" +- {m.std:.4g}"
+            lines.append(f"{name} = {m.value:.4g}{std} {m.unit} (n={m.n}, failed={m.n_failed})".replace("  ", " "))
+        return "\n".join(lines)

@@ -1,0 +1,350 @@
+"""Scan-based protocols: MICC / Deng (point-to-plane RMSE after ICP with scale) and NoW
+(scan-to-mesh distances after landmark Procrustes + ICP refinement), with the metrical NoW
+variant (no scale).
+
+Inputs: ``Reconstruction.face`` (the aggregated face for sets / videos) in millimetres, model
+frame; GT from ``Sample.scan_vertices`` (mm), ``Sample.scan_landmarks7`` (NoW order, mm) and,
+for MICC, the scan's nose tip (``nose_tips=`` argument of ``update`` or
+``Sample.meta["scan_nose_tip"]``). The batched torch path (``backend="torch"``, default, CPU or
+CUDA: the metric's device) and the open3d/scipy reference (``backend="reference"``) give the
+same numbers (tests check 1e-3 mm).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.sample import Sample
+from ..methods.reconstruction import FaceReconstruction, Reconstruction
+from .base import ProtocolMetric, ced_curve, face_failure, mean_std, pair_up
+from .geometry import IBUG68_NOSE_TIP, NOW7_FROM_IBUG68
+from .reference import FitOptions, micc_reference, now_reference
+from .result import Curve, MetricValue
+from .scanfit import micc_fit_torch, now_fit_torch
+
+
+def _scan_failure(scan: Any) -> str | None:
+    if scan is None:
+        return "no GT scan (Sample.scan_vertices)"
+    if not isinstance(scan, Tensor) or scan.ndim != 2 or scan.shape[-1] != 3 or scan.shape[0] == 0:
+        return f"GT scan must be a non-empty (P, 3) tensor, got {getattr(scan, 'shape', type(scan))}"
+    if not torch.isfinite(scan).all():
+        return "GT scan has non-finite points"
+    return None
+
+
+def _landmarks7(face: FaceReconstruction) -> tuple[Tensor | None, str | None]:
+    """The 7 NoW landmarks of a predicted face from its 68 3D landmarks."""
+    lm = face.landmarks_3d()
+    if lm is None:
+        return None, "no 3D landmarks (landmark_indices or landmarks3d)"
+    if tuple(lm.shape) != (68, 3):
+        return None, f"3D landmarks must be (68, 3), got {tuple(lm.shape)}"
+    lm7 = lm[list(NOW7_FROM_IBUG68)]
+    if not torch.isfinite(lm7).all():
+        return None, "non-finite 3D landmarks"
+    return lm7, None
+
+
+def _groups(sizes: list[int], budget: int) -> list[list[int]]:
+    """Consecutive index groups whose summed sizes stay under ``budget`` (at least one each)."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    tot = 0
+    for i, n in enumerate(sizes):
+        if cur and tot + n > budget:
+            out.append(cur)
+            cur, tot = [], 0
+        cur.append(i)
+        tot += n
+    if cur:
+        out.append(cur)
+    return out
+
+
+class _ScanProtocol(ProtocolMetric):
+    """Shared plumbing: validation, grouping pairs into batches, backend choice."""
+
+    def __init__(self, backend: str = "torch", with_scale: bool = True, max_iter: int = 100, tol: float = 1e-6,
+                 max_corr_mm: float | None = None, initial_alignment: str = "auto", max_rows: int = 2_000_000,
+                 **kwargs: Any) -> None:
+        """Options common to the scan protocols: ``backend`` "torch" (batched, the metric's
+        device) or "reference" (open3d / scipy); ``with_scale`` isotropic scale in the
+        alignment; ``max_iter`` / ``tol`` (mm) the ICP stopping rule (``max_iter=0``: the initial
+        alignment only); ``max_corr_mm`` ignore farther correspondences in the ICP fit;
+        ``initial_alignment`` "auto" (landmarks / nose tip / centroids) or "none" (predictions
+        already in the scan frame); ``max_rows`` scan points evaluated together."""
+        super().__init__(**kwargs)
+        if backend not in ("torch", "reference"):
+            raise ValueError(f"backend must be 'torch' or 'reference', got {backend!r}")
+        if initial_alignment not in ("auto", "none"):
+            raise ValueError(f"initial_alignment must be 'auto' or 'none', got {initial_alignment!r}")
+        self.backend = backend
+        self.initial_alignment = initial_alignment
+        self.opts = FitOptions(with_scale=with_scale, max_iter=max_iter, tol=tol, max_corr_mm=max_corr_mm)
+        self.max_rows = max_rows
+
+    def _base_config(self) -> dict[str, Any]:
+        return {"with_scale": self.opts.with_scale, "max_iter": self.opts.max_iter, "tol_mm": self.opts.tol,
+                "max_corr_mm": self.opts.max_corr_mm, "initial_alignment": self.initial_alignment}
+
+    def _work_device(self) -> torch.device:
+        return self.device if self.backend == "torch" else torch.device("cpu")
+
+
+class MICCRMSE(_ScanProtocol):
+    """MICC Florence / Deng'19 protocol: point-to-plane RMSE (mm) per reconstruction.
+
+    Per sample: crop the GT scan to ``radius`` mm around its nose tip (optionally drop points
+    more than ``forehead_cut`` mm above the nose tip along ``up``, for meshes without a
+    forehead); initialise the similarity from the 7 NoW landmarks when the sample has
+    ``scan_landmarks7`` and the prediction has 3D landmarks, else by moving the predicted nose
+    tip (68-landmark 30) onto the scan's, else centroid onto centroid; ICP with isotropic scale
+    (``with_scale``) for at most ``max_iter`` iterations (stop when the RMS correspondence
+    residual changes by < ``tol`` mm); then for every kept scan point the point-to-plane
+    distance |(x - v) . n_v| to its closest predicted vertex v (n_v: v's normal, the normalised
+    sum of adjacent unit face normals); RMSE over the kept points.
+    Dataset: mean +- std of the per-sample RMSE. Units: mm.
+    """
+
+    name: ClassVar[str] = "micc"
+    value_names: ClassVar[tuple[str, ...]] = ("rmse", "n_points")
+    units: ClassVar[dict[str, str]] = {"rmse": "mm", "n_points": ""}
+
+    def __init__(self, radius: float = 95.0, forehead_cut: float | None = None, up: Sequence[float] = (0.0, 1.0, 0.0),
+                 nose_tip: str = "auto", **kwargs: Any) -> None:
+        """``nose_tip``: where the scan's nose tip comes from when ``update`` gets none:
+        "meta" (``Sample.meta["scan_nose_tip"]``, a failure when absent), "max_z" (the scan point
+        with the largest z: frontal scans in the conventions' frame, z toward the viewer) or
+        "auto" (meta when present, else max_z)."""
+        super().__init__(**kwargs)
+        if nose_tip not in ("meta", "max_z", "auto"):
+            raise ValueError(f"nose_tip must be 'meta', 'max_z' or 'auto', got {nose_tip!r}")
+        self.radius = float(radius)
+        self.forehead_cut = forehead_cut
+        self.up = tuple(float(u) for u in up)
+        self.nose_tip = nose_tip
+
+    def config(self) -> dict[str, Any]:
+        return {"radius_mm": self.radius, "forehead_cut_mm": self.forehead_cut, "up": list(self.up),
+                "nose_tip": self.nose_tip, "backend": self.backend, **self._base_config()}
+
+    def _nose(self, sample: Sample, given: Tensor | None) -> Tensor | None:
+        if given is not None:
+            return torch.as_tensor(given, dtype=torch.float64).reshape(3)
+        meta = sample.meta if isinstance(sample.meta, dict) else {}
+        if meta.get("scan_nose_tip") is not None and self.nose_tip != "max_z":
+            return torch.as_tensor(meta["scan_nose_tip"], dtype=torch.float64).reshape(3)
+        if self.nose_tip in ("max_z", "auto") and sample.scan_vertices is not None:
+            return sample.scan_vertices[int(torch.argmax(sample.scan_vertices[:, 2]))].to(torch.float64)
+        return None
+
+    def update(self, reconstructions: Sequence[Reconstruction] | Reconstruction, batch: Sample | Sequence[Sample],
+               nose_tips: Sequence[Tensor] | Tensor | None = None) -> None:
+        pairs = pair_up(reconstructions, batch)
+        dev = self._work_device()
+        jobs: list[dict[str, Any]] = []
+        for k, (rec, sample) in enumerate(pairs):
+            sid = sample.sample_id or (rec.sample_id if rec else f"#{k}")
+            face = rec.face if rec is not None else None
+            reason = face_failure(face) or _scan_failure(sample.scan_vertices)
+            nose = None
+            if reason is None:
+                nose = self._nose(sample, None if nose_tips is None else nose_tips[k])
+                if nose is None or not torch.isfinite(nose).all():
+                    reason = "no scan nose tip (update(nose_tips=...) or Sample.meta['scan_nose_tip'])"
+            if reason is not None:
+                self.record([sid], [[math.nan, math.nan]], [reason])
+                continue
+            assert face is not None
+            lm7, _ = _landmarks7(face)
+            lm68 = face.landmarks_3d()
+            slm = sample.scan_landmarks7
+            use_lm = lm7 is not None and slm is not None and tuple(slm.shape) == (7, 3)
+            jobs.append({"id": sid, "v": face.vertices.to(dev, torch.float64), "f": face.triangles.to(dev).long(),
+                         "scan": sample.scan_vertices.to(dev, torch.float64), "nose": nose.to(dev),
+                         "plm": lm7.to(dev, torch.float64) if use_lm else None,
+                         "slm": slm.to(dev, torch.float64) if use_lm else None,
+                         "pnose": lm68[IBUG68_NOSE_TIP].to(dev, torch.float64) if lm68 is not None and tuple(
+                             lm68.shape) == (68, 3) else None})
+        for group in _groups([len(j["scan"]) for j in jobs], self.max_rows):
+            self._score([jobs[i] for i in group])
+
+    def _score(self, jobs: list[dict[str, Any]]) -> None:
+        if self.backend == "reference":
+            rows = []
+            for j in jobs:
+                r = micc_reference(j["v"].numpy(), j["f"].numpy(), j["scan"].numpy(), j["nose"].numpy(), self.radius,
+                                   self.forehead_cut, self.up,
+                                   None if j["plm"] is None else j["plm"].numpy(),
+                                   None if j["slm"] is None else j["slm"].numpy(),
+                                   None if j["pnose"] is None else j["pnose"].numpy(), self.opts,
+                                   self.initial_alignment)
+                rows.append(torch.from_numpy(r.distances))
+        else:
+            fit = micc_fit_torch([j["v"] for j in jobs], [j["f"] for j in jobs], [j["scan"] for j in jobs],
+                                 [j["nose"] for j in jobs], self.radius, self.forehead_cut, self.up,
+                                 [j["plm"] for j in jobs], [j["slm"] for j in jobs], [j["pnose"] for j in jobs],
+                                 self.opts, self.initial_alignment)
+            rows = fit.distances
+        for j, d in zip(jobs, rows):
+            if len(d) == 0:
+                self.record([j["id"]], [[math.nan, 0]], [f"no scan point within {self.radius} mm of the nose tip"])
+            else:
+                self.record([j["id"]], [[float(d.double().pow(2).mean().sqrt()), len(d)]], [""])
+
+    def summarise(self, ids, values, reasons, keep):
+        ok = np.array([not r for r in reasons], dtype=bool)
+        n_failed = int((~ok).sum())
+        rmse = values[ok, 0]
+        metrics = {"rmse": mean_std(rmse, n_failed, "mm")}
+        return metrics, {"rmse_ced": ced_curve(rmse, n_failed, 5.0, x_label="RMSE (mm)")}
+
+
+class NoWScanToMesh(_ScanProtocol):
+    """NoW challenge protocol (Sanyal et al. 2019): unsigned scan-to-mesh distances (mm).
+
+    Per sample: crop the GT scan to the sphere of radius 1.4 (outer-eye distance + nose
+    distance) / 2 around nose_bottom + 0.3 (nose_bridge - nose_bottom) (nose_bridge: midpoint
+    of the inner eye corners; 7 GT landmarks in NoW order); similarity Procrustes of the
+    prediction's 7 landmarks (iBUG 36, 39, 42, 45, 33, 48, 54) onto the scan's; refinement of
+    scale / rotation / translation by ICP against the closest points on the predicted
+    triangles (minimising the summed squared scan-to-mesh distance); then the distance from
+    every kept scan point to the predicted surface. Per sample: median, mean, std of those
+    distances. Dataset: median, mean, std over all scan points of all samples pooled (the
+    median from a 0.01 mm histogram, linearly interpolated). ``with_scale=False`` gives the
+    metrical variant (rigid Procrustes and ICP).
+    """
+
+    name: ClassVar[str] = "now"
+    value_names: ClassVar[tuple[str, ...]] = ("median", "mean", "std", "n_points")
+    units: ClassVar[dict[str, str]] = {"median": "mm", "mean": "mm", "std": "mm", "n_points": ""}
+    hist_bin: ClassVar[float] = 0.01
+    hist_max: ClassVar[float] = 20.0
+
+    def __init__(self, radius_factor: float = 1.4, centre_factor: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.radius_factor = float(radius_factor)
+        self.centre_factor = float(centre_factor)
+        self.n_bins = round(self.hist_max / self.hist_bin) + 1  # last bin: >= hist_max
+        self.add_state("rec_hist", default=[], dist_reduce_fx="cat")
+
+    def config(self) -> dict[str, Any]:
+        return {"radius_factor": self.radius_factor, "centre_factor": self.centre_factor, "backend": self.backend,
+                "histogram_bin_mm": self.hist_bin, **self._base_config()}
+
+    def _hist(self, d: Tensor | None) -> Tensor:
+        h = torch.zeros(self.n_bins, dtype=torch.float64)
+        if d is not None and len(d):
+            b = torch.clamp((d.double().cpu() / self.hist_bin).floor().long(), 0, self.n_bins - 1)
+            h.index_add_(0, b, torch.ones(len(b), dtype=torch.float64))
+        return h
+
+    def _put(self, sid: str, d: Tensor | None, reason: str) -> None:
+        if d is None or reason:
+            self.record([sid], [[math.nan] * 3 + [0]], [reason])
+            self.rec_hist.append(self._hist(None).to(self.device))
+            return
+        dd = d.double().cpu()
+        vals = [float(torch.quantile(dd, 0.5)), float(dd.mean()), float(dd.std(unbiased=False)), len(dd)]
+        self.record([sid], [vals], [""])
+        self.rec_hist.append(self._hist(dd).to(self.device))
+
+    def update(self, reconstructions: Sequence[Reconstruction] | Reconstruction,
+               batch: Sample | Sequence[Sample]) -> None:
+        pairs = pair_up(reconstructions, batch)
+        dev = self._work_device()
+        jobs: list[dict[str, Any]] = []
+        for k, (rec, sample) in enumerate(pairs):
+            sid = sample.sample_id or (rec.sample_id if rec else f"#{k}")
+            face = rec.face if rec is not None else None
+            reason = face_failure(face) or _scan_failure(sample.scan_vertices)
+            lm7 = None
+            if reason is None:
+                slm = sample.scan_landmarks7
+                if slm is None or tuple(slm.shape) != (7, 3) or not torch.isfinite(slm).all():
+                    reason = "no valid GT scan landmarks (Sample.scan_landmarks7, (7, 3))"
+            if reason is None:
+                assert face is not None
+                lm7, reason = _landmarks7(face)
+            if reason is not None:
+                self._put(sid, None, reason)
+                continue
+            assert face is not None and lm7 is not None
+            jobs.append({"id": sid, "v": face.vertices.to(dev, torch.float64), "f": face.triangles.to(dev).long(),
+                         "scan": sample.scan_vertices.to(dev, torch.float64),
+                         "slm": sample.scan_landmarks7.to(dev, torch.float64), "plm": lm7.to(dev, torch.float64)})
+        for group in _groups([len(j["scan"]) for j in jobs], self.max_rows):
+            self._score([jobs[i] for i in group])
+
+    def _score(self, jobs: list[dict[str, Any]]) -> None:
+        if self.backend == "reference":
+            rows = [torch.from_numpy(now_reference(j["v"].numpy(), j["f"].numpy(), j["scan"].numpy(),
+                                                   j["slm"].numpy(), j["plm"].numpy(), self.opts,
+                                                   self.radius_factor, self.centre_factor,
+                                                   self.initial_alignment).distances)
+                    for j in jobs]
+        else:
+            rows = now_fit_torch([j["v"] for j in jobs], [j["f"] for j in jobs], [j["scan"] for j in jobs],
+                                 [j["slm"] for j in jobs], [j["plm"] for j in jobs], self.opts, self.radius_factor,
+                                 self.centre_factor, self.initial_alignment).distances
+        for j, d in zip(jobs, rows):
+            self._put(j["id"], d, "" if len(d) else "no scan point inside the NoW crop sphere")
+
+    def summarise(self, ids, values, reasons, keep):
+        ok = np.array([not r for r in reasons], dtype=bool)
+        n_failed = int((~ok).sum())
+        n_ok = int(ok.sum())
+        hist_all = torch.cat([h.reshape(-1).to("cpu", torch.float64) for h in
+                              ([self.rec_hist] if isinstance(self.rec_hist, Tensor) else self.rec_hist)]) \
+            if (isinstance(self.rec_hist, Tensor) or self.rec_hist) else torch.zeros(0, dtype=torch.float64)
+        hist = hist_all.reshape(-1, self.n_bins)[keep][torch.from_numpy(ok)].sum(0).numpy() if n_ok else np.zeros(
+            self.n_bins)
+        n = values[ok, 3]
+        total = float(n.sum())
+        if total > 0:
+            mean = float((n * values[ok, 1]).sum() / total)
+            var = float((n * (values[ok, 2] ** 2 + values[ok, 1] ** 2)).sum() / total) - mean ** 2
+            std = math.sqrt(max(var, 0.0))
+            median = _hist_quantile(hist, 0.5, self.hist_bin)
+        else:
+            mean = std = median = math.nan
+        metrics = {"median": MetricValue(median, None, n_ok, n_failed, "mm"),
+                   "mean": MetricValue(mean, std, n_ok, n_failed, "mm"),
+                   "std": MetricValue(std, None, n_ok, n_failed, "mm")}
+        xs = np.linspace(0, 10, 201)
+        cum = np.concatenate([[0.0], np.cumsum(hist)]) / max(total, 1.0)
+        ys = np.interp(xs / self.hist_bin, np.arange(len(cum)), cum)
+        curves = {"distance_ced": Curve(xs.tolist(), ys.tolist(), "scan-to-mesh distance (mm)", "fraction of points"),
+                  "median_ced": ced_curve(values[ok, 0], n_failed, 5.0, x_label="per-sample median (mm)")}
+        return metrics, curves
+
+
+class NoWMetrical(NoWScanToMesh):
+    """The metrical NoW variant: same as ``NoWScanToMesh`` without scale (rigid Procrustes and
+    rigid ICP), for methods that claim metric (millimetre) reconstructions."""
+
+    name: ClassVar[str] = "now_metrical"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["with_scale"] = False
+        super().__init__(**kwargs)
+
+
+def _hist_quantile(hist: np.ndarray, q: float, width: float) -> float:
+    """Quantile of values binned in [k w, (k+1) w), linear inside the bin."""
+    total = hist.sum()
+    if total <= 0:
+        return math.nan
+    cum = np.cumsum(hist)
+    target = q * total
+    k = int(np.searchsorted(cum, target, side="left"))
+    before = cum[k - 1] if k > 0 else 0.0
+    frac = (target - before) / hist[k] if hist[k] > 0 else 0.0
+    return float((k + frac) * width)

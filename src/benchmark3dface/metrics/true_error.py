@@ -1,0 +1,83 @@
+"""True error (synthetic data only): per-vertex distance to the GT mesh in known
+correspondence, after a similarity (Umeyama) alignment of the prediction onto the GT.
+
+Requires the prediction to share the GT's topology (same vertex count and order), as a
+method decoding the same morphable model does. GT: ``Sample.vertices`` (mm, model frame).
+Per sample: mean and RMS of the per-vertex Euclidean distances (mm), over all vertices or
+the ``vertex_ids`` subset. ``with_scale=False``: rigid alignment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..data.sample import Sample
+from ..methods.reconstruction import Reconstruction
+from .base import ProtocolMetric, face_failure, pair_up
+from .geometry import apply_similarity, similarity_from_landmarks
+
+
+def aligned_vertex_errors(pred: Tensor, gt: Tensor, with_scale: bool = True) -> Tensor:
+    """(B, N, 3) predictions and GT in correspondence -> (B, N) distances (mm) after the
+    least-squares similarity pred -> gt."""
+    s, r, t = similarity_from_landmarks(pred.to(torch.float64), gt.to(torch.float64), with_scale)
+    return (apply_similarity(pred.to(torch.float64), s, r, t) - gt.to(torch.float64)).norm(dim=-1)
+
+
+class TrueError(ProtocolMetric):
+    """Mean / RMS per-vertex error (mm) after similarity alignment (see module docstring)."""
+
+    name: ClassVar[str] = "true_error"
+    value_names: ClassVar[tuple[str, ...]] = ("mean", "rmse")
+    units: ClassVar[dict[str, str]] = {"mean": "mm", "rmse": "mm"}
+
+    def __init__(self, with_scale: bool = True, vertex_ids: Tensor | Sequence[int] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.with_scale = with_scale
+        self.vertex_ids = None if vertex_ids is None else torch.as_tensor(vertex_ids, dtype=torch.long)
+
+    def config(self) -> dict[str, Any]:
+        return {"with_scale": self.with_scale,
+                "vertices": "all" if self.vertex_ids is None else len(self.vertex_ids)}
+
+    def update(self, reconstructions: Sequence[Reconstruction] | Reconstruction,
+               batch: Sample | Sequence[Sample]) -> None:
+        ok_ids, preds, gts = [], [], []
+        for k, (rec, sample) in enumerate(pair_up(reconstructions, batch)):
+            sid = sample.sample_id or (rec.sample_id if rec else f"#{k}")
+            face = rec.face if rec is not None else None
+            why = face_failure(face)
+            gt = sample.vertices
+            if why is None and gt is None:
+                why = "no GT mesh (Sample.vertices)"
+            if why is None:
+                assert face is not None and face.vertices is not None and gt is not None
+                gt = gt.reshape(-1, 3)
+                if face.vertices.shape != gt.shape:
+                    why = f"topology mismatch: {tuple(face.vertices.shape)} predicted vs {tuple(gt.shape)} GT vertices"
+                elif not torch.isfinite(gt).all():
+                    why = "non-finite GT vertices"
+            if why is not None:
+                self.record([sid], [[math.nan, math.nan]], [why])
+                continue
+            v, g = face.vertices, gt
+            if self.vertex_ids is not None:
+                v, g = v[self.vertex_ids], g[self.vertex_ids]
+            ok_ids.append(sid)
+            preds.append(v.to(self.device, torch.float64))
+            gts.append(g.to(self.device, torch.float64))
+        # equal sizes batch together
+        by_n: dict[int, list[int]] = {}
+        for i, p in enumerate(preds):
+            by_n.setdefault(len(p), []).append(i)
+        for idx in by_n.values():
+            err = aligned_vertex_errors(torch.stack([preds[i] for i in idx]), torch.stack([gts[i] for i in idx]),
+                                        self.with_scale)
+            vals = torch.stack([err.mean(1), err.pow(2).mean(1).sqrt()], 1)
+            self.record([ok_ids[i] for i in idx], vals, [""] * len(idx))
