@@ -13,6 +13,11 @@ multi-view triplets stack to ``(B, V, ...)``, multi-face per-face fields stay li
 ``(F_i, ...)``), plus the list of samples skipped while building the batch. ``SampleBatch``
 knows how to pin its memory, so ``pin_memory=True`` works with the custom record.
 
+Train loaders are :class:`~benchmark3dface.training.resumable.ResumableDataLoader`\ s: the
+order of epoch ``e`` depends only on ``(seed, e)``, it is sharded over DDP ranks, and the
+position is saved in checkpoints, so a resumed run (also mid-epoch) reads exactly the samples
+the interrupted one had not read yet (docs/training.md).
+
 Skipped samples (non-strict readers): a reader returns ``None`` (``skip="none"``) or the next
 readable sample tagged with ``meta["skipped"]`` (``skip="next"``); the collate wrapper drops the
 ``None`` and records the requested sample that could not be read in ``batch.skipped`` as a
@@ -254,11 +259,13 @@ class _SampleDataModule(L.LightningDataModule):
                 return []  # no such split configured: Lightning runs no loop for it
             raise RuntimeError(f"{type(self).__name__}: no {split!r} dataset (size 0, no split "
                                f"configured, or setup() not called)")
-        gen = torch.Generator().manual_seed(self.shuffle_seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.persistent_workers, collate_fn=self.collate,
-                          drop_last=self.drop_last and shuffle, generator=gen)
+        knobs = {"batch_size": self.batch_size, "num_workers": self.num_workers, "pin_memory": self.pin_memory,
+                 "persistent_workers": self.persistent_workers, "collate_fn": self.collate}
+        if shuffle:  # exactly resumable order, sharded over DDP ranks (training/resumable.py)
+            from ..training.resumable import resumable_loader
+
+            return resumable_loader(self.datasets[split], seed=self.shuffle_seed, drop_last=self.drop_last, **knobs)
+        return DataLoader(self.datasets[split], shuffle=False, **knobs)
 
     def train_dataloader(self) -> DataLoader | list:
         return self._loader("train", shuffle=True)
