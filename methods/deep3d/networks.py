@@ -28,18 +28,31 @@ class RNet(nn.Module):
             is ever downloaded.
         zero_init_head: zero the final layer (the official PyTorch code's choice: training starts
             from the mean face at the default pose).
+        output_scale: optional (num_coeffs,) factors applied to the head's output (see
+            :func:`coefficient_output_scale`: Deng's network predicts the translation in decimetres, the
+            framework's coefficients hold millimetres).
+        head_grid: the head reads the last feature map average-pooled to ``head_grid x head_grid``
+            cells (1 = global average pooling, Deng's ResNet; > 1 keeps a coarse spatial layout,
+            which a network trained from scratch on a small budget regresses pose from faster).
     """
 
     def __init__(self, backbone: str = "resnet50", num_coeffs: int = 257, weights: str | None = None,
-                 zero_init_head: bool = True):
+                 zero_init_head: bool = True, output_scale: Tensor | None = None, head_grid: int = 1):
         super().__init__()
+        if head_grid < 1:
+            raise ValueError(f"head_grid must be >= 1, got {head_grid}")
+        self.head_grid = int(head_grid)
+        scale = torch.ones(num_coeffs) if output_scale is None else torch.as_tensor(output_scale, dtype=torch.float32)
+        if scale.shape != (num_coeffs,):
+            raise ValueError(f"output_scale must have shape ({num_coeffs},), got {tuple(scale.shape)}")
+        self.register_buffer("output_scale", scale.clone(), persistent=False)
         self.backbone = timm.create_model(backbone, pretrained=False, features_only=True)
         if weights:
             load_backbone_weights(self.backbone, weights)
         chans = self.backbone.feature_info.channels()
         self.stage1_channels = chans[1] if len(chans) > 1 else chans[0]
         self.feature_dim = chans[-1]
-        self.head = nn.Linear(self.feature_dim, num_coeffs)
+        self.head = nn.Linear(self.feature_dim * self.head_grid ** 2, num_coeffs)
         if zero_init_head:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -49,7 +62,21 @@ class RNet(nn.Module):
         feats = self.backbone(normalize_imagenet(image))
         pooled = feats[-1].mean((2, 3))
         stage1 = feats[1] if len(feats) > 1 else feats[0]
-        return self.head(pooled), stage1, pooled
+        head_in = pooled if self.head_grid == 1 else \
+            torch.nn.functional.adaptive_avg_pool2d(feats[-1], self.head_grid).flatten(1)
+        return self.head(head_in) * self.output_scale, stage1, pooled
+
+
+def coefficient_output_scale(layout, trans_unit_mm: float = 100.0, shape_scale: float = 1.0) -> Tensor:
+    """Per-coefficient output factors for a layout: ``trans_unit_mm`` on the translation group
+    (100 = the network predicts decimetres, Deng's BFM unit; the coefficients are millimetres),
+    ``shape_scale`` on the identity and expression groups (1 = Deng; < 1 slows their learning
+    relative to pose under Adam), 1 elsewhere (albedo in prior standard deviations, radians, SH)."""
+    scale = torch.ones(layout.size)
+    scale[layout.slice("trans")] = float(trans_unit_mm)
+    scale[layout.slice("id")] = float(shape_scale)
+    scale[layout.slice("exp")] = float(shape_scale)
+    return scale
 
 
 class CNet(nn.Module):
