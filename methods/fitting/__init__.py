@@ -1,0 +1,18 @@
+"""Optimisation-based fitting baseline (entry point ``fitting``): per-image analysis-by-synthesis
+with Deng'19's losses. See method.py and docs/methods/fitting.md."""
+
+from .method import SKIN_SOURCES, Fitting
+from .objective import DEFAULT_REG_WEIGHTS, DEFAULT_WEIGHTS, TERMS
+from .optimize import OPTIMIZERS, PARAM_SCALES, Stage, run_stage
+
+__all__ = [
+           "DEFAULT_REG_WEIGHTS",
+           "DEFAULT_WEIGHTS",
+           "OPTIMIZERS",
+           "PARAM_SCALES",
+           "SKIN_SOURCES",
+           "TERMS",
+           "Fitting",
+           "Stage",
+           "run_stage",
+]
