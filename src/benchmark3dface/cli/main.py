@@ -12,6 +12,8 @@ import sys
 #: sub-command name -> module implementing it
 COMMANDS = {
     "benchmark": "benchmark3dface.cli.benchmark",
+    "reconstruct": "benchmark3dface.cli.reconstruct",
+    "idnet": "benchmark3dface.perceptual.cli",
     "facemodel": "benchmark3dface.facemodel.cli",
     "leaderboard": "benchmark3dface.leaderboard.cli",
     "synth": "benchmark3dface.data.cli",
@@ -24,6 +26,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 HELP = {
     "benchmark": "run the benchmark (train, evaluate, leaderboard) on the embedded default",
+    "reconstruct": "reconstruct 3D faces from photos with a method",
+    "idnet": "train the framework's own identity encoder (perceptual loss)",
     "facemodel": "inspect, export or build morphable models",
     "leaderboard": "show, export and compare leaderboard results",
     "synth": "write synthetic dataset shards to disk",

@@ -1,0 +1,71 @@
+"""``b3f benchmark``: train and evaluate methods on the embedded synthetic benchmark, store the
+runs on the leaderboard, print the table and write the HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("benchmark", help="train + evaluate methods on the synthetic benchmark; leaderboard")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated method names (default: every installed method)")
+    p.add_argument("--profile", default="quick", help="quick (CPU minutes) | paper | a benchmark.yaml path")
+    p.add_argument("--db", default=None, help="leaderboard URL or SQLite path (default $B3F_DB or runs/leaderboard.sqlite)")
+    p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="checkpoints, logs and reports")
+    p.add_argument("--force", action="store_true", help="re-run methods that already have finished runs")
+    p.add_argument("--test-size", type=int, default=None, help="override the test-set sizes")
+    p.add_argument("--image-size", type=int, default=None, help="override the test image size")
+    p.add_argument("--max-train-steps", type=int, default=None, help="cap training steps (smoke runs)")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, cpu, gpu)")
+    p.add_argument("--devices", default="1", help="Lightning devices (e.g. 1, 2, auto)")
+    p.add_argument("--no-wandb", action="store_true", help="CSV logging only")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    return p
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from ..benchmark import BenchmarkRunner, load_profile
+    from ..leaderboard import open_store
+
+    console = Console()
+    profile = load_profile(args.profile).override(args.test_size, args.image_size)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    store = open_store(args.db)
+    runner = BenchmarkRunner(profile, store, args.out, force=args.force, max_train_steps=args.max_train_steps,
+                             accelerator=args.accelerator, devices=devices, use_wandb=not args.no_wandb)
+    t0 = time.perf_counter()
+    console.print(f"[bold]b3f benchmark[/bold] profile={profile.name} store={store.display_url}")
+    outcomes = runner.run(methods)
+    total = time.perf_counter() - t0
+    for o in outcomes:
+        colour = {"done": "green", "skipped": "cyan", "incompatible": "yellow"}.get(o.status, "red")
+        extra = f" train {o.train_seconds:.0f}s, eval {o.eval_seconds_per_sample * 1000:.0f} ms/sample" if o.status == "done" else ""
+        console.print(f"  [{colour}]{o.status:12s}[/{colour}] {o.method}{extra} {o.message}")
+    datasets = sorted({profile.dataset_name(k) for k in profile.test_sets})
+    from ..leaderboard.table import build_tables, render
+
+    names = [o.method for o in outcomes if o.status in ("done", "skipped")]
+    runs = store.runs(dataset=datasets, method=names or None)
+    tables = build_tables(runs)
+    render(tables, console)
+    if not args.no_report and tables:
+        from ..leaderboard.report import build_report
+
+        out = args.out / "report.html"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(build_report(store, tables, title=f"benchmark3dface: {profile.name} benchmark",
+                                    filters={"dataset": ", ".join(datasets)}), encoding="utf-8")
+        console.print(f"report: {out}")
+    console.print(f"total {total / 60:.1f} min")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        print(f"{len(failed)} method(s) failed: " + ", ".join(f"{o.method} ({o.message})" for o in failed), file=sys.stderr)
+        return 1
+    return 0
