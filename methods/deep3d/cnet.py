@@ -28,7 +28,10 @@ def load_rnet_checkpoint(path: str | Path, layout) -> tuple[RNet, str]:
     if not p.is_file():
         raise FileNotFoundError(f"R-Net checkpoint {p} not found: train Deep3D first (e.g. `b3f fit --config "
                                 f"experiments/quick/deep3d.yaml`) and pass its .ckpt as rnet_checkpoint")
-    blob = torch.load(p, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: never executes code from the file
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{p}: cannot be read as a R-Net checkpoint with torch.load(weights_only=True): {exc}") from exc
     if not isinstance(blob, dict) or "state_dict" not in blob:
         raise ValueError(f"{p}: expected a Lightning checkpoint of Deep3D (a dict with 'state_dict')")
     hp = blob.get("hyper_parameters", {}) or {}
@@ -75,7 +78,7 @@ class Deep3DCNet(PerceptualMixin, ReconstructionMethod):
 
     spec = MethodSpec(
         name="deep3d_cnet", input_kind="set", requires=("lm68",), outputs=("mesh", "landmarks2d", "albedo"),
-        configs=CONFIGS,
+        configs=CONFIGS, checkpoint_args={"rnet_checkpoint": "deep3d"},
         description="Deng'19 C-Net: confidence-weighted identity aggregation over image sets (frozen R-Net)",
         paper="Deng et al., Accurate 3D Face Reconstruction with Weakly-Supervised Learning, CVPRW 2019")
 
@@ -158,7 +161,7 @@ class Deep3DCNet(PerceptualMixin, ReconstructionMethod):
         was = self.training
         self.eval()
         try:
-            coeffs, conf = self.features(images)
+            coeffs, conf = self.features(self.network_input(images))
         finally:
             self.train(was)
         lay = self.facemodel.layout

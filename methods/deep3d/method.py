@@ -165,7 +165,7 @@ class Deep3D(PerceptualMixin, ReconstructionMethod):
         was = self.training
         self.eval()
         try:
-            coeffs = self(img)
+            coeffs = self(self.network_input(img))
         finally:
             self.train(was)
         faces = self.faces_from_coeffs(coeffs, PerspectiveCamera.deng(int(img.shape[-1])))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -81,11 +82,14 @@ class BenchmarkRunner:
         force: re-run methods even when the store has finished runs.
         max_train_steps: cap every method's training (quick smoke runs and tests).
         accelerator / devices: passed to the Lightning Trainer.
+        variants: method name -> (config file, leaderboard name): run that method with another
+            config (e.g. a loss ablation) and record its runs under the given name.
     """
 
     def __init__(self, profile: BenchmarkProfile, store, out_dir: str | Path, force: bool = False,
                  max_train_steps: int | None = None, accelerator: str = "auto", devices: Any = 1,
-                 progress: bool = True, use_wandb: bool = True):
+                 progress: bool = True, use_wandb: bool = True,
+                 variants: dict[str, tuple[str | Path, str]] | None = None):
         self.profile = profile
         self.store = store
         self.out_dir = Path(out_dir)
@@ -95,27 +99,78 @@ class BenchmarkRunner:
         self.devices = devices
         self.progress = progress
         self.use_wandb = use_wandb
+        self.variants = {k: (Path(v[0]), v[1]) for k, v in (variants or {}).items()}
         self._test_modules: dict[str, Any] = {}
+        self._checkpoints: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ public
     def run(self, methods: list[str] | None = None) -> list[MethodOutcome]:
-        installed = installed_methods()
-        names = methods or list(installed)
-        missing = [n for n in names if n not in installed]
+        self._installed = installed_methods()
+        names = methods or list(self._installed)
+        missing = [n for n in names if n not in self._installed]
         if missing:
-            raise ValueError(f"methods not installed: {missing}; installed: {sorted(installed)}")
+            raise ValueError(f"methods not installed: {missing}; installed: {sorted(self._installed)}")
         outcomes = []
         for name in names:
             try:
-                outcomes.append(self.run_method(installed[name].load()))
+                outcomes.append(self.run_method(self._installed[name].load()))
             except Exception as exc:  # one broken method never stops the board
                 outcomes.append(MethodOutcome(name, "failed", f"{type(exc).__name__}: {exc}"))
                 (self.out_dir / name).mkdir(parents=True, exist_ok=True)
                 (self.out_dir / name / "error.log").write_text(traceback.format_exc())
         return outcomes
 
+    def prepare(self, cls, variant: bool = True) -> dict[str, Any]:
+        """Resolve a method's config for the profile (or its variant's config): model/data/
+        trainer config, the leaderboard name, the run config (what identifies its leaderboard
+        runs), its hash and run directory."""
+        from ..leaderboard.records import config_hash
+
+        spec = cls.spec
+        kind = spec.input_kind
+        name = spec.name
+        if variant and spec.name in self.variants:
+            path, name = self.variants[spec.name]
+            if not path.is_file():
+                raise FileNotFoundError(f"config {path} for method {spec.name!r} not found")
+            cfg = yaml.safe_load(path.read_text()) or {}
+        else:
+            cfg, _ = method_config(cls, self.profile.name)
+        if spec.trainable and not cfg:
+            raise ValueError(f"trainable method {spec.name!r} declares no config for profile {self.profile.name!r}")
+        model_args = dict((cfg.get("model") or {}).get("init_args") or {})
+        model_args.setdefault("facemodel", self.profile.facemodel)
+        if self.profile.facemodel_path:
+            model_args.setdefault("facemodel_path", self.profile.facemodel_path)
+        for arg, dep in spec.checkpoint_args.items():
+            model_args[arg] = str(self.checkpoint_of(dep))
+        run_config = {"method": name, "plugin": spec.name, "version": spec.version, "profile": self.profile.name,
+                      "model": model_args, "data": cfg.get("data"), "trainer": cfg.get("trainer"),
+                      "max_train_steps": self.max_train_steps,
+                      "test": self.profile.test_config(kind) if kind in self.profile.test_sets else None,
+                      "protocols": self.profile.protocol_specs(kind)}
+        chash = config_hash(json.loads(json.dumps(run_config, default=str)))
+        return {"cfg": cfg, "model_args": model_args, "run_config": run_config, "hash": chash, "name": name,
+                "run_dir": self.out_dir / name / chash[:12]}
+
+    def checkpoint_of(self, name: str) -> Path:
+        """The trained checkpoint of method ``name`` under this profile: reused when its run
+        directory holds one, else trained now (and kept for its own leaderboard run)."""
+        if name not in self._checkpoints:
+            installed = getattr(self, "_installed", None) or installed_methods()
+            if name not in installed:
+                raise ValueError(f"needs the trained checkpoint of method {name!r}, which is not installed")
+            cls = installed[name].load()
+            if not cls.spec.trainable:
+                raise ValueError(f"method {name!r} is not trainable: it has no checkpoint to give")
+            prep = self.prepare(cls, variant=False)
+            prep["run_dir"].mkdir(parents=True, exist_ok=True)
+            _, ckpt = self.train(cls, prep["model_args"], prep["cfg"], prep["run_dir"])
+            self._checkpoints[name] = ckpt
+        return self._checkpoints[name]
+
     def run_method(self, cls) -> MethodOutcome:
-        from ..leaderboard.records import RunInfo, config_hash
+        from ..leaderboard.records import RunInfo
 
         spec = cls.spec
         kind = spec.input_kind
@@ -125,31 +180,25 @@ class BenchmarkRunner:
         missing = [a for a in spec.requires if a not in test_dm.provides]
         if missing:
             return MethodOutcome(spec.name, "incompatible", f"needs {missing}, the {kind} test set provides {test_dm.provides}")
-        cfg, cfg_path = method_config(cls, self.profile.name)
-        if spec.trainable and not cfg:
-            raise ValueError(f"trainable method {spec.name!r} declares no config for profile {self.profile.name!r}")
-        model_args = dict((cfg.get("model") or {}).get("init_args") or {})
-        model_args.setdefault("facemodel", self.profile.facemodel)
-        if self.profile.facemodel_path:
-            model_args.setdefault("facemodel_path", self.profile.facemodel_path)
-        run_config = {"method": spec.name, "version": spec.version, "profile": self.profile.name,
-                      "model": model_args, "data": cfg.get("data"), "trainer": cfg.get("trainer"),
-                      "max_train_steps": self.max_train_steps, "test": self.profile.test_config(kind)}
-        chash = config_hash(json.loads(json.dumps(run_config, default=str)))
+        prep = self.prepare(cls)
+        run_config, run_dir, model_args, name = prep["run_config"], prep["run_dir"], prep["model_args"], prep["name"]
         dataset = self.profile.dataset_name(kind)
-        protocols = self.profile.protocol_specs(kind)
-        run_config["protocols"] = protocols
-        infos = {p: RunInfo(method=spec.name, dataset=dataset, protocol=p, split="test", config=run_config,
+        protocols = run_config["protocols"]
+        infos = {p: RunInfo(method=name, dataset=dataset, protocol=p, split="test", config=run_config,
                             seed=self.profile.seed, method_version=spec.version, git_commit=git_commit(),
                             hardware=hardware()) for p in protocols}
         if not self.force and infos and all(self.store.find_finished(i) for i in infos.values()):
-            return MethodOutcome(spec.name, "skipped", "finished runs in the store (use --force to re-run)")
-        run_dir = self.out_dir / spec.name / chash[:12]
+            return MethodOutcome(name, "skipped", "finished runs in the store (use --force to re-run)")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
 
         t0 = time.perf_counter()
-        model, ckpt = self.train(cls, model_args, cfg, run_dir) if spec.trainable else (cls(**model_args), None)
+        if spec.trainable:
+            model, ckpt = self.train(cls, model_args, prep["cfg"], run_dir)
+            if name == spec.name:
+                self._checkpoints[spec.name] = ckpt
+        else:
+            model, ckpt = cls(**model_args), None
         train_s = time.perf_counter() - t0
         warnings = list(getattr(model, "config_warnings", []) or [])
 
@@ -160,7 +209,7 @@ class BenchmarkRunner:
             info.checkpoint = str(ckpt) if ckpt else None
             info.config = dict(run_config, warnings=warnings) if warnings else run_config
             self.store.record_run(info, results[p], on_duplicate="replace")
-        return MethodOutcome(spec.name, "done", "; ".join(warnings), train_s, eval_s, results)
+        return MethodOutcome(name, "done", "; ".join(warnings), train_s, eval_s, results)
 
     # ------------------------------------------------------------------ stages
     def test_datamodule(self, kind: str):
@@ -202,6 +251,11 @@ class BenchmarkRunner:
             trainer_args["max_epochs"] = -1
         trainer_args.setdefault("accelerator", self.accelerator)
         trainer_args.setdefault("devices", self.devices)
+        workers = int((data_cfg.get("init_args") or {}).get("num_workers", 0) or 0)
+        threads = torch.get_num_threads()
+        if trainer_args["accelerator"] == "cpu" or (trainer_args["accelerator"] == "auto" and not torch.cuda.is_available()):
+            # data workers get their own cores: 2 cores + 1 worker -> 1 training thread
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
         seed = (cfg.get("seed_everything") if isinstance(cfg.get("seed_everything"), int) else self.profile.seed)
         L.seed_everything(seed, workers=True, verbose=False)
         ckdir = run_dir / "checkpoints"
@@ -210,7 +264,10 @@ class BenchmarkRunner:
                             callbacks=[ModelCheckpoint(dirpath=str(ckdir), save_last=True, save_top_k=0)],
                             enable_model_summary=False, **trainer_args)
         last = ckdir / "last.ckpt"
-        trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+        try:
+            trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+        finally:
+            torch.set_num_threads(threads)
         trainer.save_checkpoint(str(last))
         done.write_text(json.dumps({"checkpoint": str(last), "global_step": trainer.global_step}))
         return model, last
@@ -228,7 +285,11 @@ class BenchmarkRunner:
             for batch in dm.test_dataloader():
                 batch = model.transfer_batch_to_device(batch, device, 0)
                 recs = model.reconstruct(batch)
-                target = with_gt_scans(batch, self.profile.scan_stride) if needs_scan else batch
+                target = batch
+                if kind == "set":
+                    target = with_identity_gt(target, dm.facemodel)
+                if needs_scan:
+                    target = with_gt_scans(target, self.profile.scan_stride)
                 for m in metrics.values():
                     m.update(recs, target)
                 n += len(recs)
@@ -237,6 +298,23 @@ class BenchmarkRunner:
 
 #: protocols that score against a scan (``Sample.scan_vertices``)
 SCAN_PROTOCOLS = ("micc", "now", "now_metrical")
+
+
+def with_identity_gt(batch, facemodel) -> list:
+    """Per-sample views of a synthetic *set* batch whose GT mesh is the set's identity with a
+    neutral expression (model frame, mm): what a set method's aggregated identity is scored
+    against (Deng's Table 4 protocol), since the views differ in expression."""
+    from ..metrics import as_samples
+
+    out = []
+    for s in as_samples(batch):
+        if s.coeffs is not None:
+            lay = facemodel.layout
+            ident = s.coeffs.reshape(-1, lay.size)[0, lay.slice("id")].to(facemodel.mean_shape)
+            s.vertices = facemodel.shape(ident[None], torch.zeros(1, lay.exp, dtype=ident.dtype,
+                                                                   device=ident.device))[0].to(s.coeffs.device)
+        out.append(s)
+    return out
 
 
 def with_gt_scans(batch, stride: int = 1) -> list:

@@ -24,6 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--devices", default="1", help="Lightning devices (e.g. 1, 2, auto)")
     p.add_argument("--no-wandb", action="store_true", help="CSV logging only")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--config", action="append", default=[], metavar="METHOD=FILE[:NAME]",
+                   help="run METHOD with another config (e.g. a loss ablation) and record it on the "
+                        "leaderboard as NAME (default METHOD@<file stem>); repeatable")
     return p
 
 
@@ -37,9 +40,17 @@ def run(args) -> int:
     profile = load_profile(args.profile).override(args.test_size, args.image_size)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    variants = {}
+    for item in args.config:
+        method, eq, rest = item.partition("=")
+        if not eq or not method or not rest:
+            raise SystemExit(f"--config expects METHOD=FILE[:NAME], got {item!r}")
+        path, _, name = rest.partition(":")
+        variants[method] = (Path(path), name or f"{method}@{Path(path).stem}")
     store = open_store(args.db)
     runner = BenchmarkRunner(profile, store, args.out, force=args.force, max_train_steps=args.max_train_steps,
-                             accelerator=args.accelerator, devices=devices, use_wandb=not args.no_wandb)
+                             accelerator=args.accelerator, devices=devices, use_wandb=not args.no_wandb,
+                             variants=variants)
     t0 = time.perf_counter()
     console.print(f"[bold]b3f benchmark[/bold] profile={profile.name} store={store.display_url}")
     outcomes = runner.run(methods)
@@ -55,13 +66,19 @@ def run(args) -> int:
     runs = store.runs(dataset=datasets, method=names or None)
     tables = build_tables(runs)
     render(tables, console)
+    from ..leaderboard.fidelity import fidelity_html, fidelity_rows, rich_fidelity
+
+    fidelity = fidelity_rows(store, runs)
+    if fidelity:
+        console.print(rich_fidelity(fidelity))
     if not args.no_report and tables:
         from ..leaderboard.report import build_report
 
         out = args.out / "report.html"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(build_report(store, tables, title=f"benchmark3dface: {profile.name} benchmark",
-                                    filters={"dataset": ", ".join(datasets)}), encoding="utf-8")
+                                    filters={"dataset": ", ".join(datasets)},
+                                    extra_html=fidelity_html(fidelity)), encoding="utf-8")
         console.print(f"report: {out}")
     console.print(f"total {total / 60:.1f} min")
     failed = [o for o in outcomes if o.status == "failed"]

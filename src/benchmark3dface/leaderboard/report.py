@@ -204,8 +204,10 @@ def build_report(
     filters: Mapping[str, str | None] | None = None,
     alpha: float = 0.05,
     directions: Mapping[str, Direction] | None = None,
+    extra_html: str = "",
 ) -> str:
-    """The HTML text of the report for ``tables`` (per-sample values read from ``store``)."""
+    """The HTML text of the report for ``tables`` (per-sample values read from ``store``);
+    ``extra_html``: sections appended after the tables (e.g. the metric-fidelity table)."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     active = ", ".join(f"{k}={v}" for k, v in (filters or {}).items() if v) or "none"
     n_runs = sum(len(t.rows) for t in tables)
@@ -225,6 +227,8 @@ def build_report(
         ) + "</ul></nav>")
         for i, t in enumerate(tables, 1):
             out.append(_group_html(store, t, f"g{i}", alpha=alpha, directions=directions))
+    if extra_html:
+        out.append(extra_html)
     out.append("<footer>\u2193 lower is better, \u2191 higher is better, * ranking metric. "
                "n and failed are of the ranking metric. Values are mean \u00b1 std as the "
                "protocol reported them.</footer></body></html>")

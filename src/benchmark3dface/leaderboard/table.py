@@ -172,16 +172,39 @@ def short_hash(config_hash: str) -> str:
     return config_hash[:8]
 
 
-def rich_table(table: LeaderboardTable) -> Table:
-    """A rich Table of one leaderboard; the best value of each metric is bold green."""
-    out = Table(title=table.title, title_justify="left", header_style="bold")
+#: rough printed widths used to fit a table to the terminal
+_PROVENANCE_WIDTH, _METRIC_WIDTH, _BASE_WIDTH = 34, 18, 34
+
+
+def fitted_metrics(table: LeaderboardTable, width: int | None) -> tuple[list[str], bool]:
+    """The metrics that fit a terminal ``width`` (ranking metric first, then in order) and
+    whether the provenance columns (version, run, seed, config) fit too."""
+    if width is None:
+        return list(table.metrics), True
+    metrics = [table.primary_metric] + [m for m in table.metrics if m != table.primary_metric]
+    if _BASE_WIDTH + _PROVENANCE_WIDTH + _METRIC_WIDTH * len(metrics) <= width:
+        return list(table.metrics), True
+    fit = max(1, (width - _BASE_WIDTH) // _METRIC_WIDTH)
+    keep = set(metrics[:fit])
+    return [m for m in table.metrics if m in keep], False
+
+
+def rich_table(table: LeaderboardTable, width: int | None = None) -> Table:
+    """A rich Table of one leaderboard; the best value of each metric is bold green. With a
+    terminal ``width``, columns that do not fit are left out (provenance first, then the
+    metrics after the ranking one; the caption says how many)."""
+    shown, provenance = fitted_metrics(table, width)
+    hidden = len(table.metrics) - len(shown)
+    caption = f"{hidden} more metric(s): widen the terminal or export" if hidden else None
+    out = Table(title=table.title, title_justify="left", header_style="bold", caption=caption)
     out.add_column("#", justify="right")
     out.add_column("method", no_wrap=True)
-    out.add_column("version")
-    out.add_column("run", justify="right")
-    out.add_column("seed", justify="right")
-    out.add_column("config")
-    for name in table.metrics:
+    if provenance:
+        out.add_column("version")
+        out.add_column("run", justify="right")
+        out.add_column("seed", justify="right")
+        out.add_column("config")
+    for name in shown:
         label = f"{name} {direction_arrow(table.directions[name])}"
         if name == table.primary_metric:
             label += " *"
@@ -191,11 +214,10 @@ def rich_table(table: LeaderboardTable) -> Table:
     best = {name: table.best_value(name) for name in table.metrics}
     for row in table.rows:
         run = row.run
-        cells: list[Text | str] = [
-            str(row.rank), run.method, run.method_version or "", str(run.id), str(run.seed),
-            short_hash(run.config_hash),
-        ]
-        for name in table.metrics:
+        cells: list[Text | str] = [str(row.rank), run.method]
+        if provenance:
+            cells += [run.method_version or "", str(run.id), str(run.seed), short_hash(run.config_hash)]
+        for name in shown:
             m = run.metrics.get(name)
             style = "bold green" if m is not None and m.value is not None and m.value == best[name] else ""
             cells.append(Text(format_metric(m), style=style))
@@ -211,7 +233,7 @@ def render(tables: Sequence[LeaderboardTable], console: Console) -> None:
     if not tables:
         console.print("[yellow]no finished runs match the filters[/yellow]")
         return
-    console.print(Group(*(rich_table(t) for t in tables)))
+    console.print(Group(*(rich_table(t, console.width) for t in tables)))
     console.print(
         "\u2193 lower is better, \u2191 higher is better, * ranking metric; "
         "n / failed are of the ranking metric"

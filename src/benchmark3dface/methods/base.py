@@ -54,6 +54,20 @@ class ReconstructionMethod(L.LightningModule):
         return PerspectiveCamera.deng(int(size))
 
     # ------------------------------------------------------------------ helpers
+    def network_input(self, images: Tensor) -> Tensor:
+        """Images (..., 3, H, W) resized (bilinear, antialiased) to the method's square
+        ``image_size``, so a network trained at one size accepts test images of any size. With
+        Deng's camera rescaled to the batch size (``camera_for``) the coefficients mean the same
+        at every size, so faces are decoded with the *batch's* camera."""
+        size = int(self.image_size)
+        if images.shape[-2:] == (size, size):
+            return images
+        lead = images.shape[:-3]
+        flat = images.reshape(-1, *images.shape[-3:])
+        out = torch.nn.functional.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False,
+                                              antialias=True)
+        return out.reshape(*lead, *out.shape[-3:])
+
     def faces_from_coeffs(self, coeffs: Tensor, camera: PerspectiveCamera | None = None) -> list[FaceReconstruction]:
         """Decode (B, layout.size) coefficients to one FaceReconstruction per row."""
         cam = camera or self.camera

@@ -26,6 +26,9 @@ class MethodSpec:
         trainable: False for methods with nothing to train (baselines, optimisation fitting).
         description / paper: one line each, shown by ``b3f methods``.
         version: bump when a change invalidates earlier leaderboard runs.
+        checkpoint_args: init argument -> name of another method whose trained checkpoint it
+            takes (e.g. C-Net's ``rnet_checkpoint`` <- ``deep3d``); the benchmark runner trains
+            (or reuses) that method first with the same profile and passes the checkpoint path.
     """
 
     name: str
@@ -37,6 +40,7 @@ class MethodSpec:
     description: str = ""
     paper: str = ""
     version: str = "1"
+    checkpoint_args: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.input_kind not in KINDS:

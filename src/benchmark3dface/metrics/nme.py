@@ -179,6 +179,8 @@ class AFLW2000NME(_FaceMatching):
         allv = values[ok, 0]
         metrics["nme_all"] = MetricValue(float(allv.mean()) if len(allv) else math.nan,
                                          float(allv.std()) if len(allv) else math.nan, len(allv), n_failed, "%")
+        # the 3DDFA headline (mean of the yaw-bin means) first: the leaderboard ranks on it
+        metrics = {"nme_mean": metrics.pop("nme_mean"), **metrics}
         return metrics, {"nme_ced": ced_curve(allv, n_failed, self.ced_max, x_label="NME (%)")}
 
 

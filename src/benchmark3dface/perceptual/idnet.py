@@ -363,7 +363,10 @@ def load_idnet(path: str | Path) -> tuple[IdNet, dict[str, Any]]:
     if not p.is_file():
         raise FileNotFoundError(f"IdNet weights {p} not found: train them with `b3f idnet train` "
                                 f"(or train_idnet / load_or_train_idnet)")
-    blob = torch.load(p, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: never executes code from the file
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{p}: cannot be read as a IdNet file with torch.load(weights_only=True): {exc}") from exc
     if not isinstance(blob, dict) or "state_dict" not in blob or "report" not in blob:
         raise ValueError(f"{p}: not an IdNet file (expected keys 'state_dict' and 'report')")
     cfg_d = dict(blob["report"]["config"])
