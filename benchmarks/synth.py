@@ -72,6 +72,45 @@ def resnet_rate(size: int, steps: int, threads: int, batch: int = 16) -> float:
         torch.set_num_threads(old)
 
 
+def deep3d_rate(model, size: int, steps: int, threads: int, batch: int = 16) -> float | None:
+    """Images/s of the quick-profile Deng R-Net training step (experiments/quick/deep3d.yaml:
+    ResNet-18 + the hybrid loss with its renders) at ``size`` px on synthetic batches, or None
+    when the built-in methods are not installed."""
+    try:
+        from b3f_methods.deep3d import Deep3D
+    except ImportError:
+        return None
+    import yaml
+    from pathlib import Path
+
+    from benchmark3dface.data.datamodules import SampleCollate
+    from benchmark3dface.data.synthetic import SyntheticFaceDataset
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "experiments/quick/deep3d.yaml").read_text())
+    args = dict(cfg["model"]["init_args"], image_size=size)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        net = Deep3D(**args)
+        net.shape_frozen = False
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+        ds = SyntheticFaceDataset({"mode": "single", "image_size": size}, "train", batch, seed=1, facemodel=model)
+        b = SampleCollate()([ds[i] for i in range(batch)])
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            result, _, _ = net.compute_loss(b)
+            result.total.backward()
+            opt.step()
+        step()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return batch * steps / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--facemodel", default="procedural")
@@ -86,13 +125,16 @@ def main() -> None:
     print(f"face model {model.name}: {model.num_vertices} vertices, {model.num_triangles} triangles")
     print(f"synthetic: DataLoader, {args.workers} workers x 1 thread; ResNet-18: {args.threads} threads, "
           f"fwd+bwd+Adam, batch 16")
-    print(f"{'case':<16}{'synth img/s':>12}{'resnet18 img/s':>16}{'ratio':>8}")
+    print("deep3d-quick: the quick-profile R-Net training step (ResNet-18 + hybrid loss) at the same size")
+    print(f"{'case':<16}{'synth img/s':>12}{'resnet18 img/s':>16}{'ratio':>8}{'deep3d-quick img/s':>20}{'ratio':>8}")
     for mode, size in CASES:
         samples = {128: 96, 224: 64, 512: 24}[size] // (2 if args.quick else 1)
         steps = {128: 4, 224: 3, 512: 1}[size]
         s = synth_rate(model, mode, size, samples, args.workers, batch=8 if size < 512 else 2)
         r = resnet_rate(size, steps, args.threads)
-        print(f"{mode + '@' + str(size):<16}{s:>12.1f}{r:>16.1f}{s / r:>8.2f}", flush=True)
+        d = deep3d_rate(model, size, steps, args.threads) if mode == "single" else None
+        tail = f"{d:>20.1f}{s / d:>8.2f}" if d else f"{'-':>20}{'-':>8}"
+        print(f"{mode + '@' + str(size):<16}{s:>12.1f}{r:>16.1f}{s / r:>8.2f}{tail}", flush=True)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,8 @@ def normalize_imagenet(image: Tensor) -> Tensor:
 
 
 def load_backbone_weights(module: nn.Module, path: str) -> None:
-    """Load a local state dict into a timm ``features_only`` backbone (classifier keys ignored)."""
+    """Load a local state dict into a timm ``features_only`` backbone (classifier keys ignored;
+    a ``backbone.`` key prefix, as in the framework's IdNet files, is stripped)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"backbone weights {p} not found: give a local state-dict file (e.g. timm's "
@@ -155,6 +156,10 @@ def load_backbone_weights(module: nn.Module, path: str) -> None:
     state = state.get("state_dict", state)
     own = module.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:  # a wrapped backbone, e.g. the framework's IdNet file (keys "backbone.*")
+        matched = {k[len("backbone."):]: v for k, v in state.items()
+                   if k.startswith("backbone.") and own.get(k[len("backbone."):], None) is not None
+                   and own[k[len("backbone."):]].shape == v.shape}
     if not matched:
         raise ValueError(f"{p}: no tensor matches the backbone's parameter names/shapes")
     module.load_state_dict(matched, strict=False)

@@ -228,3 +228,19 @@ def test_shape_warmup_holds_identity_and_expression_at_the_mean(single_batch, ti
     _, coeffs, _ = method.compute_loss(single_batch)
     assert coeffs[:, lay.slice("id")].abs().sum() > 0
     assert torch.allclose(coeffs, method(single_batch.image), atol=1e-5)
+
+
+def test_backbone_initialised_from_an_idnet_file(idnet_file):
+    """An IdNet file (keys ``backbone.*``) initialises R-Net's backbone of the same timm arch."""
+    from benchmark3dface.perceptual.idnet import load_idnet
+
+    idnet, _ = load_idnet(idnet_file)
+    assert idnet.backbone_name == "resnet18"  # make() builds a resnet18 R-Net
+    method = make(backbone_weights=str(idnet_file))
+    own = method.rnet.backbone.state_dict()
+    ref = idnet.backbone.state_dict()
+    shared = [k for k in own if k in ref]
+    assert len(shared) > 10
+    assert all(torch.equal(own[k], ref[k]) for k in shared)
+    fresh = make().rnet.backbone.state_dict()
+    assert not all(torch.equal(fresh[k], ref[k]) for k in shared if ref[k].is_floating_point())

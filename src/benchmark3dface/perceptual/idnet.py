@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..training.weights import load_weights_file
+
 from .align import warp_to_template
 from .base import IdentityEncoder
 
@@ -360,13 +362,7 @@ def save_idnet(model: IdNet, report: dict[str, Any], path: str | Path) -> Path:
 def load_idnet(path: str | Path) -> tuple[IdNet, dict[str, Any]]:
     """Load a saved IdNet (weights + its report, which holds the config)."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"IdNet weights {p} not found: train them with `b3f idnet train` "
-                                f"(or train_idnet / load_or_train_idnet)")
-    try:  # tensors and plain containers only: never executes code from the file
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{p}: cannot be read as a IdNet file with torch.load(weights_only=True): {exc}") from exc
+    blob = load_weights_file(p, "IdNet weights", "train them with `b3f idnet train` (or train_idnet / load_or_train_idnet)")
     if not isinstance(blob, dict) or "state_dict" not in blob or "report" not in blob:
         raise ValueError(f"{p}: not an IdNet file (expected keys 'state_dict' and 'report')")
     cfg_d = dict(blob["report"]["config"])
