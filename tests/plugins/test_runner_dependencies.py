@@ -59,6 +59,7 @@ PLUGIN = textwrap.dedent('''
             super().__init__(**kw)
             state = torch.load(base_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
             self.shift.data.copy_(state["shift"])
+            self.config_warnings = ["a configuration warning, stored in the run config"]
             with open(base_checkpoint + ".used", "a") as f:
                 f.write(" ".join(f"{x:.6f}" for x in self.shift.tolist()) + "\\n")
 ''')
@@ -113,6 +114,7 @@ def test_checkpoint_dependency_skip_and_variant(site: Path, tmp_path: Path) -> N
     assert all(0.3 < x < 0.7 for x in shift), f"dependent got an untrained checkpoint: {shift}"
     store = open_store(str(tmp_path / "lb.sqlite"))
     assert {r.method for r in store.runs()} == {"ext_dependent"}
+    assert all(r.config["warnings"] for r in store.runs())
 
     # re-run: the dependent's runs are finished -> skipped, nothing retrained
     out = _bench(site, tmp_path, "--methods", "ext_dependent,ext_base")

@@ -187,6 +187,12 @@ class BenchmarkRunner:
         infos = {p: RunInfo(method=name, dataset=dataset, protocol=p, split="test", config=run_config,
                             seed=self.profile.seed, method_version=spec.version, git_commit=git_commit(),
                             hardware=hardware()) for p in protocols}
+        # a run's stored config also holds the method's configuration warnings (e.g. "perceptual
+        # loss off"), known only once the model is built; they are kept beside the checkpoints
+        noted = run_dir / "warnings.json"
+        if noted.is_file():
+            for info in infos.values():
+                info.config = dict(run_config, warnings=json.loads(noted.read_text()))
         if not self.force and infos and all(self.store.find_finished(i) for i in infos.values()):
             return MethodOutcome(name, "skipped", "finished runs in the store (use --force to re-run)")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +215,10 @@ class BenchmarkRunner:
             info.checkpoint = str(ckpt) if ckpt else None
             info.config = dict(run_config, warnings=warnings) if warnings else run_config
             self.store.record_run(info, results[p], on_duplicate="replace")
+        if warnings:
+            noted.write_text(json.dumps(warnings))
+        elif noted.is_file():
+            noted.unlink()
         return MethodOutcome(name, "done", "; ".join(warnings), train_s, eval_s, results)
 
     # ------------------------------------------------------------------ stages
