@@ -46,6 +46,20 @@ def synth_rate(model, mode: str, size: int, samples: int, workers: int, batch: i
     return n / dt
 
 
+def step_rate(loss_fn, opt, steps: int, batch: int) -> float:
+    """Images/s of ``steps`` optimiser steps (loss, backward, step) after one warm-up step."""
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - t0)
+
+
 def resnet_rate(size: int, steps: int, threads: int, batch: int = 16) -> float:
     import timm
 
@@ -57,17 +71,7 @@ def resnet_rate(size: int, steps: int, threads: int, batch: int = 16) -> float:
         x = torch.rand(batch, 3, size, size)
         target = torch.zeros(batch, 257)
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = (net(x) - target).square().mean()
-            loss.backward()
-            opt.step()
-
-        step()  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        return batch * steps / (time.perf_counter() - t0)
+        return step_rate(lambda: (net(x) - target).square().mean(), opt, steps, batch)
     finally:
         torch.set_num_threads(old)
 
@@ -97,16 +101,7 @@ def deep3d_rate(model, size: int, steps: int, threads: int, batch: int = 16) -> 
         ds = SyntheticFaceDataset({"mode": "single", "image_size": size}, "train", batch, seed=1, facemodel=model)
         b = SampleCollate()([ds[i] for i in range(batch)])
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            result, _, _ = net.compute_loss(b)
-            result.total.backward()
-            opt.step()
-        step()  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        return batch * steps / (time.perf_counter() - t0)
+        return step_rate(lambda: net.compute_loss(b)[0].total, opt, steps, batch)
     finally:
         torch.set_num_threads(old)
 
