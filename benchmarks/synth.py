@@ -23,7 +23,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-CASES = (("single", 128), ("single", 224), ("multiface", 512))
+CASES = (("single", 64), ("single", 128), ("single", 224), ("multiface", 512))
 
 
 def synth_rate(model, mode: str, size: int, samples: int, workers: int, batch: int) -> float:
@@ -123,9 +123,9 @@ def main() -> None:
     print("deep3d-quick: the quick-profile R-Net training step (ResNet-18 + hybrid loss) at the same size")
     print(f"{'case':<16}{'synth img/s':>12}{'resnet18 img/s':>16}{'ratio':>8}{'deep3d-quick img/s':>20}{'ratio':>8}")
     for mode, size in CASES:
-        samples = {128: 96, 224: 64, 512: 24}[size] // (2 if args.quick else 1)
-        steps = {128: 4, 224: 3, 512: 1}[size]
-        s = synth_rate(model, mode, size, samples, args.workers, batch=8 if size < 512 else 2)
+        samples = {64: 256, 128: 192, 224: 96, 512: 24}[size] // (2 if args.quick else 1)
+        steps = {64: 8, 128: 6, 224: 3, 512: 1}[size]
+        s = synth_rate(model, mode, size, samples, args.workers, batch=16 if size < 512 else 2)
         r = resnet_rate(size, steps, args.threads)
         d = deep3d_rate(model, size, steps, args.threads) if mode == "single" else None
         tail = f"{d:>20.1f}{s / d:>8.2f}" if d else f"{'-':>20}{'-':>8}"

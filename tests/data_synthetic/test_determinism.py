@@ -45,6 +45,23 @@ def test_same_seed_same_bytes_new_dataset(make_dataset):
     assert not torch.equal(a[0].image, a[1].image)
 
 
+@pytest.mark.parametrize("cfg", [dict(mode="single", backgrounds=("faces", "noise")),
+                                 dict(mode="multiface", image_size=128, max_faces=5),
+                                 dict(mode="set", set_size=3), dict(mode="multiview")])
+def test_batched_generation_equals_one_at_a_time(make_dataset, cfg):
+    """``__getitems__`` (what DataLoader calls) decodes a batch's faces together: every sample
+    must still be the one ``__getitem__`` gives, whatever it was batched with."""
+    ds = make_dataset(size=12, **cfg)
+    idx = [7, 0, 3, 3, 11, -1]
+    batch = ds.__getitems__(idx)
+    assert len(batch) == len(idx)
+    for i, b in zip(idx, batch):
+        assert_same_sample(ds[i], b)
+    assert_same_sample(ds.__getitems__([3])[0], batch[2])
+    with pytest.raises(IndexError, match="out of range"):
+        ds.__getitems__([0, 12])
+
+
 def test_thread_count_does_not_change_samples(make_dataset):
     ds = make_dataset(mode="multiface", image_size=128, max_faces=4)
     old = torch.get_num_threads()

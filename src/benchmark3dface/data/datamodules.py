@@ -170,7 +170,9 @@ class SkipTracked(Dataset):
         return len(self.reader)  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:
-        if name == "reader":
+        # "__getitems__" is not forwarded: DataLoader would call the reader's batch fetch and
+        # bypass the skip tracking of __getitem__
+        if name in ("reader", "__getitems__"):
             raise AttributeError(name)
         return getattr(self.reader, name)
 

@@ -29,6 +29,7 @@ pixel coordinates (v down) that is a negative signed area.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -303,16 +304,9 @@ def _rasterize_torch(verts: Tensor, faces: Tensor, h: int, w: int, mesh_to_image
     m, n, _ = verts.shape
     f = faces.shape[0]
     device, dtype = verts.device, verts.dtype
-    faces = faces.long()
-
     # 1. per-triangle setup on (M, F) planes -------------------------------------------------
-    # Vertices are taken in increasing vertex-id order P0 < P1 < P2, so every edge is stored
-    # from its lower to its higher vertex id: the two triangles sharing an edge compute its
-    # edge function with bit-identical operations (only the sign differs).
-    sorted_ids, perm = faces.sort(1)
-    p = perm.to(dtype)  # parity of the sort permutation recovers the face's own winding
-    parity = ((p[:, 1] - p[:, 0]) * (p[:, 2] - p[:, 0]) * (p[:, 2] - p[:, 1])).sign()
-    idx = sorted_ids.t().reshape(1, -1).expand(m, -1)
+    faces, idx, parity = _face_setup(faces, dtype)
+    idx = idx.expand(m, -1)
 
     planes = verts.permute(2, 0, 1).contiguous()  # (3, M, N)
 
@@ -380,6 +374,15 @@ def _rasterize_torch(verts: Tensor, faces: Tensor, h: int, w: int, mesh_to_image
 
     # 3. the first candidate pixel of every triangle (most triangles of a dense mesh cover at
     #    most one pixel centre, so this is the bulk of the work, done without any expansion) -
+    tri_ids = torch.arange(m * f, device=device).view(m, f)
+    live = (count > 0).view(-1).nonzero().squeeze(1)
+    if live.numel() < 0.75 * count.numel():  # small triangles: most cover no pixel centre
+        # the same element-wise arithmetic on the triangles that can cover one (same bits)
+        (x0, x1, x2, y0, y1, y2, z0, z1, z2, sdx0, sdx1, sdx2, sdy0, sdy1, sdy2, j0, i0, absarea, count,
+         sgn) = (q.reshape(-1).index_select(0, live) for q in (x0, x1, x2, y0, y1, y2, z0, z1, z2, sdx0, sdx1,
+                                                               sdx2, sdy0, sdy1, sdy2, j0, i0, absarea, count, sgn))
+        base = base.view(-1).index_select(0, _floordiv(live, f))
+        tri_ids = live
     pix = _pixel_index(j0, i0, base, w, pix_key.numel())
     px, py = j0.add_(0.5), i0.add_(0.5)
     ey1, ey0, ex1, ex0 = py - y1, py.sub_(y0), px - x1, px.sub_(x0)
@@ -399,7 +402,7 @@ def _rasterize_torch(verts: Tensor, faces: Tensor, h: int, w: int, mesh_to_image
         sdy = torch.stack([ys[:, 2] - ys[:, 1], ys[:, 0] - ys[:, 2], ys[:, 1] - ys[:, 0]], 1) * sg
         inside.view(-1)[on_edge] = _tie_inside(at(w0, w1, w2), sdx, sdy)
     key = _depth_key(w0, w1, w2, z0, z1, z2, absarea, orthographic)
-    key.bitwise_left_shift_(32).bitwise_or_(torch.arange(m * f, device=device).view(m, f))
+    key.bitwise_left_shift_(32).bitwise_or_(tri_ids)
     key.masked_fill_(~inside, _KEY_EMPTY)
     pix.masked_fill_(~inside, 0)
     pix_key.scatter_reduce_(0, pix.view(-1), key.view(-1), "amin")
@@ -420,6 +423,30 @@ def _rasterize_torch(verts: Tensor, faces: Tensor, h: int, w: int, mesh_to_image
         depth.index_copy_(0, covered, d_)
     return Fragments(pix_to_face.view(num_images, h, w), bary.view(num_images, h, w, 3),
                      depth.view(num_images, h, w), f, m, orthographic)
+
+
+_FACE_SETUP: dict[int, tuple[weakref.ref, int, torch.dtype, tuple[Tensor, Tensor, Tensor]]] = {}
+
+
+def _face_setup(faces: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-topology constants: int64 faces, ``(1, 3 F)`` vertex ids in increasing order per
+    face (k-major) and the parity of that sort (recovers the face's own winding). Vertices are
+    taken in increasing id order P0 < P1 < P2, so every edge is stored from its lower to its
+    higher vertex id: the two triangles sharing an edge compute its edge function with
+    bit-identical operations (only the sign differs). Cached for the same, unmodified tensor
+    (renderers call this with one topology over and over)."""
+    hit = _FACE_SETUP.get(id(faces))
+    if hit is not None and hit[0]() is faces and hit[1] == faces._version and hit[2] == dtype:
+        return hit[3]
+    lf = faces.long()
+    sorted_ids, perm = lf.sort(1)
+    p = perm.to(dtype)
+    parity = ((p[:, 1] - p[:, 0]) * (p[:, 2] - p[:, 0]) * (p[:, 2] - p[:, 1])).sign()
+    out = (lf, sorted_ids.t().reshape(1, -1), parity)
+    if len(_FACE_SETUP) >= 16:
+        _FACE_SETUP.clear()
+    _FACE_SETUP[id(faces)] = (weakref.ref(faces), faces._version, dtype, out)
+    return out
 
 
 def _min3(a: Tensor, b: Tensor, c: Tensor) -> Tensor:

@@ -57,7 +57,15 @@ class SyntheticFaceDataset(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int) -> Sample:
+    def _check(self, index: int) -> int:
         if not -self.size <= index < self.size:
             raise IndexError(f"synthetic {self.split} index {index} out of range for {self.size} samples")
-        return self.engine.generate(self.split, int(index) % self.size, self.seed)
+        return int(index) % self.size
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.engine.generate(self.split, self._check(index), self.seed)
+
+    def __getitems__(self, indices: list[int]) -> list[Sample]:
+        """A whole batch at once (what ``DataLoader`` calls when it batches): the same samples
+        as one ``__getitem__`` each, generated with one shared decode (``generate_many``)."""
+        return self.engine.generate_many(self.split, [self._check(i) for i in indices], self.seed)
