@@ -3,11 +3,15 @@
 Measures, on CPU:
 
 - synthetic images/s through a DataLoader with ``--workers`` worker processes (one torch
-  thread each, the DataLoader default) for ``single`` at 128 and 224 and ``multiface`` at 512;
+  thread each, the DataLoader default; batches of 16, fetched with the dataset's batched
+  ``__getitems__``) for ``single`` at 64 (the quick profile's size), 128 and 224 and
+  ``multiface`` at 512;
 - what a ResNet-18 (timm, ``num_classes=257``) consumes at the same resolution: forward +
   backward + Adam step on batches of 16 with ``--threads`` torch threads (images/s);
+- what the quick training profile of the ResNet-18 R-Net (experiments/quick/deep3d.yaml: the
+  hybrid loss renders every batch) consumes at the same resolution;
 
-and prints the ratio (target: synthetic >= 2x consumption). Run on 2 cores::
+and prints both ratios (target: synthetic >= 2x the quick profile's consumption). Run on 2 cores::
 
     .venv/bin/python benchmarks/synth.py            # default: procedural model, 2 workers, 2 threads
     .venv/bin/python benchmarks/synth.py --quick    # fewer samples

@@ -18,9 +18,12 @@ SH_C = (1 / math.sqrt(4 * math.pi), math.sqrt(3.0) / math.sqrt(4 * math.pi), 3 *
 DENG_SH_INIT = 0.8
 
 
-def sh_basis(normals: Tensor) -> Tensor:
-    """(..., 3) unit normals -> (..., 9) irradiance basis Y (Deng's a_k c_k scaling included)."""
+def sh_basis(normals: Tensor, dim: int = -1) -> Tensor:
+    """(..., 3) unit normals -> (..., 9) irradiance basis Y (Deng's a_k c_k scaling included);
+    ``dim=0`` stacks the 9 functions first: (9, ...) contiguous planes."""
     x, y, z = normals.unbind(-1)
+    if dim == 0:
+        x, y, z = (t.contiguous() for t in (x, y, z))
     a0c0 = SH_A[0] * SH_C[0]
     a1c1 = SH_A[1] * SH_C[1]
     a2c2 = SH_A[2] * SH_C[2]
@@ -34,7 +37,7 @@ def sh_basis(normals: Tensor) -> Tensor:
         a2c2 * 0.5 / math.sqrt(3.0) * (3 * z * z - 1),
         -a2c2 * x * z,
         a2c2 * 0.5 * (x * x - y * y),
-    ], -1)
+    ], dim)
 
 
 def sh_shading(normals: Tensor, gamma: Tensor, init_dc: float = DENG_SH_INIT) -> Tensor:

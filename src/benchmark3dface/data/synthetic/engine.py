@@ -132,21 +132,23 @@ def rotate_points(v: Tensor, rot: Tensor) -> Tensor:
 
 def unit(v: Tensor, eps: float = 1e-12) -> Tensor:
     """Normalise ``(..., 3)`` vectors with element-wise ops (fixed order)."""
-    n = torch.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1] + v[..., 2] * v[..., 2])
-    return v / n.clamp_min(eps)[..., None]
+    x, y, z = (t.contiguous() for t in v.unbind(-1))
+    n = (x * x).add_(y * y).add_(z * z).sqrt_()
+    return v / n.clamp_min_(eps)[..., None]
 
 
 def sh_irradiance(normals: Tensor, sh: Tensor) -> Tensor:
     """Deng's SH irradiance (``geometry.lighting.sh_shading``) with element-wise ops in a fixed
     order: ``(M, N, 3)`` unit normals, ``(M, 27)`` coefficients -> ``(M, N, 3)``."""
-    y = sh_basis(normals)  # (M, N, 9)
+    y = sh_basis(normals, dim=0)  # (9, M, N) contiguous planes
     g = sh.reshape(-1, 3, 9).clone()
     g[:, :, 0] += DENG_SH_INIT
+    g = g.permute(1, 2, 0).contiguous()[..., None]  # (3, 9, M, 1)
     out = []
     for c in range(3):
-        acc = y[..., 0] * g[:, None, c, 0]
+        acc = y[0] * g[c, 0]
         for k in range(1, 9):
-            acc = acc + y[..., k] * g[:, None, c, k]
+            acc.add_(y[k] * g[c, k])
         out.append(acc)
     return torch.stack(out, -1)
 
