@@ -32,6 +32,22 @@ def vertex_normals(vertices: Tensor, triangles: Tensor) -> Tensor:
     return torch.nn.functional.normalize(out, dim=-1, eps=1e-12)
 
 
+def vertex_face_table(tri: Tensor, n: int) -> Tensor:
+    """``(N, K)`` ids of the faces around each vertex in increasing order, ``-1`` padded
+    (K = the largest valence)."""
+    f = tri.shape[0]
+    vert = tri.reshape(-1)
+    face = torch.arange(f, device=tri.device).repeat_interleave(3)
+    order = torch.argsort(vert * f + face)
+    vert, face = vert[order], face[order]
+    counts = torch.bincount(vert, minlength=n)
+    start = torch.cumsum(counts, 0) - counts
+    col = torch.arange(len(vert), device=tri.device) - start[vert]
+    table = torch.full((n, max(int(counts.max()) if n else 1, 1)), -1, dtype=torch.long, device=tri.device)
+    table[vert, col] = face
+    return table
+
+
 def edges(triangles: Tensor) -> Tensor:
     """(F, 3) -> (E, 2) unique undirected edges, sorted per row."""
     e = torch.cat([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]], 0)

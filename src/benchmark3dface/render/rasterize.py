@@ -378,9 +378,9 @@ def _rasterize_torch(verts: Tensor, faces: Tensor, h: int, w: int, mesh_to_image
     live = (count > 0).view(-1).nonzero().squeeze(1)
     if live.numel() < 0.75 * count.numel():  # small triangles: most cover no pixel centre
         # the same element-wise arithmetic on the triangles that can cover one (same bits)
+        planes = (x0, x1, x2, y0, y1, y2, z0, z1, z2, sdx0, sdx1, sdx2, sdy0, sdy1, sdy2, j0, i0, absarea, count, sgn)
         (x0, x1, x2, y0, y1, y2, z0, z1, z2, sdx0, sdx1, sdx2, sdy0, sdy1, sdy2, j0, i0, absarea, count,
-         sgn) = (q.reshape(-1).index_select(0, live) for q in (x0, x1, x2, y0, y1, y2, z0, z1, z2, sdx0, sdx1,
-                                                               sdx2, sdy0, sdy1, sdy2, j0, i0, absarea, count, sgn))
+         sgn) = (q.reshape(-1).index_select(0, live) for q in planes)
         base = base.view(-1).index_select(0, _floordiv(live, f))
         tri_ids = live
     pix = _pixel_index(j0, i0, base, w, pix_key.numel())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from ...facemodel.model import MorphableModel, lm68_to_lm5
 from ...facemodel.regions import NOSE, SKIN
 from ...geometry.camera import DENG_DISTANCE_MM, DENG_FOCAL_224, PerspectiveCamera, WeakPerspectiveCamera
 from ...geometry.lighting import DENG_SH_INIT, sh_basis
+from ...geometry.mesh import vertex_face_table
 from ...geometry.rotation import euler_to_matrix
 from ...render.interpolate import pixel_barycentrics
 from ...render.rasterize import rasterize
@@ -104,22 +105,6 @@ class _ExactBasis:
         return (self.mean + (cq @ self.basis) * self.inv).float()
 
 
-def vertex_face_table(tri: Tensor, n: int) -> Tensor:
-    """``(N, K)`` ids of the faces around each vertex in increasing order, ``-1`` padded
-    (K = the largest valence)."""
-    f = tri.shape[0]
-    vert = tri.reshape(-1)
-    face = torch.arange(f).repeat_interleave(3)
-    order = torch.argsort(vert * f + face)
-    vert, face = vert[order], face[order]
-    counts = torch.bincount(vert, minlength=n)
-    start = torch.cumsum(counts, 0) - counts
-    col = torch.arange(len(vert)) - start[vert]
-    table = torch.full((n, max(int(counts.max()), 1) if n else 1), -1, dtype=torch.long)
-    table[vert, col] = face
-    return table
-
-
 def rotate_points(v: Tensor, rot: Tensor) -> Tensor:
     """``R v`` for ``(M, N, 3)`` points and ``(M, 3, 3)`` rotations with element-wise ops in a
     fixed order (no BLAS, so the same bits on every CPU)."""
@@ -166,11 +151,10 @@ class _Faces:
 
     @staticmethod
     def concat(parts: list["_Faces"]) -> "_Faces":
-        names = ("identity", "ident", "exp", "tex", "angles", "sh")
-        return _Faces(*(np.concatenate([getattr(p, f) for p in parts]) for f in names))
+        return _Faces(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(_Faces)))
 
     def take(self, keep: np.ndarray) -> "_Faces":
-        return _Faces(*(getattr(self, f)[keep] for f in ("identity", "ident", "exp", "tex", "angles", "sh")))
+        return _Faces(*(getattr(self, f.name)[keep] for f in fields(_Faces)))
 
 
 class SyntheticEngine:
@@ -216,9 +200,6 @@ class SyntheticEngine:
     def generate(self, split: str, index: int, seed: int = 0) -> Sample:
         """The sample ``index`` of ``split`` for ``seed`` (a pure function of the three and the
         engine's model/config)."""
-        check_split(split)
-        if index < 0:
-            raise IndexError(f"synthetic sample index must be >= 0, got {index}")
         return self.generate_many(split, [index], seed)[0]
 
     def generate_many(self, split: str, indices: Sequence[int], seed: int = 0) -> list[Sample]:
