@@ -2,7 +2,7 @@
 error on synthetic test samples with the mean-face baseline (paired Wilcoxon).
 
     .venv/bin/python benchmarks/deep3d_quick.py [--config experiments/quick/deep3d.yaml]
-        [--max-steps N] [--test N] [--set model.init_args.lr=1e-3 ...]
+        [--max-steps N] [--test N] [--set model.init_args.lr=1e-3 ...] [--eval-checkpoint CKPT]
 
 Prints the loss curve (every 25 steps), the test errors and the relative improvement.
 Uses 1 torch thread + the config's data worker (2 cores; shared machine).
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/deep3d_quick")
     ap.add_argument("--resume", help="checkpoint to continue from (chained < 10 min runs; raise trainer.max_time)")
     ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--eval-checkpoint", help="skip training: evaluate this checkpoint (e.g. the benchmark's R-Net)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import lightning as L
@@ -62,7 +63,12 @@ def main() -> None:
     if args.max_steps:
         cfg["trainer"]["max_steps"] = args.max_steps
     L.seed_everything(cfg.get("seed_everything", 0))
-    model = instantiate(cfg["model"])
+    if args.eval_checkpoint:
+        mod, _, name = cfg["model"]["class_path"].rpartition(".")
+        model = getattr(importlib.import_module(mod), name).load_from_checkpoint(args.eval_checkpoint,
+                                                                                 map_location="cpu")
+    else:
+        model = instantiate(cfg["model"])
     data_cfg = copy.deepcopy(cfg["data"])
     data_cfg["init_args"]["test_size"] = args.test
     dm = instantiate(data_cfg)
@@ -80,13 +86,17 @@ def main() -> None:
     tr_cfg = dict(cfg.get("trainer") or {})
     callbacks = [Curve()] + [instantiate(c) for c in tr_cfg.pop("callbacks", [])]
     tr_cfg.update(logger=False, enable_progress_bar=False, callbacks=callbacks, default_root_dir=args.out)
-    trainer = L.Trainer(**tr_cfg)
     t0 = time.time()
-    trainer.fit(model, dm, ckpt_path=args.resume)
-    train_s = time.time() - t0
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(str(Path(args.out) / f"step{trainer.global_step}.ckpt"))
-    print(f"trained {trainer.global_step} steps in {train_s:.0f}s; warnings: {model.config_warnings}")
+    if args.eval_checkpoint:
+        steps, train_s = int(torch.load(args.eval_checkpoint, map_location="cpu", weights_only=False)
+                             .get("global_step", -1)), None
+    else:
+        trainer = L.Trainer(**tr_cfg)
+        trainer.fit(model, dm, ckpt_path=args.resume)
+        train_s, steps = time.time() - t0, trainer.global_step
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(str(Path(args.out) / f"step{steps}.ckpt"))
+        print(f"trained {steps} steps in {train_s:.0f}s; warnings: {model.config_warnings}")
 
     if args.no_eval:
         return
@@ -95,20 +105,34 @@ def main() -> None:
     base = MeanFace()
     model.eval()
     e_net, e_mean = [], []
+    # which output group helps: the R-Net's identity / expression combined with the GT or the
+    # mean (zero) of the other group, against the GT / zero combinations
+    fm, lay = model.facemodel, model.facemodel.layout
+    groups = {"rnet_id+gt_exp": ("net", "gt"), "zero_id+gt_exp": ("zero", "gt"),
+              "gt_id+rnet_exp": ("gt", "net"), "gt_id+zero_exp": ("gt", "zero")}
+    e_groups: dict[str, list] = {k: [] for k in groups}
     for batch in dm.test_dataloader():
         recs = model.reconstruct(batch)
         brecs = base.reconstruct(batch)
         gt = batch.vertices
         e_net.append(true_error(torch.stack([r.face.vertices for r in recs]), gt))
         e_mean.append(true_error(torch.stack([r.face.vertices for r in brecs]), gt))
+        if batch.coeffs is not None:
+            net_c = torch.stack([r.extras["coeffs"] for r in recs]).float()
+            src = {"net": net_c, "gt": batch.coeffs.float(), "zero": torch.zeros_like(net_c)}
+            for k, (gi, ge) in groups.items():
+                shape = fm.shape(src[gi][:, lay.slice("id")], src[ge][:, lay.slice("exp")])
+                e_groups[k].append(true_error(shape, gt))
     e_net, e_mean = torch.cat(e_net), torch.cat(e_mean)
     rel = 1 - float(e_net.mean() / e_mean.mean())
     p = float(wilcoxon(e_net.numpy(), e_mean.numpy(), alternative="less").pvalue)
-    res = {"steps": trainer.global_step, "train_seconds": round(train_s, 1), "test_samples": int(e_net.numel()),
+    res = {"steps": steps, "train_seconds": None if train_s is None else round(train_s, 1),
+           "test_samples": int(e_net.numel()),
            "rnet_mm": round(float(e_net.mean()), 4), "meanface_mm": round(float(e_mean.mean()), 4),
            "rnet_median_mm": round(float(e_net.median()), 4), "meanface_median_mm": round(float(e_mean.median()), 4),
            "relative_improvement": round(rel, 4), "wilcoxon_p_less": p,
-           "wins": int((e_net < e_mean).sum())}
+           "wins": int((e_net < e_mean).sum()),
+           "group_substitution_mm": {k: round(float(torch.cat(v).mean()), 4) for k, v in e_groups.items() if v}}
     print(json.dumps(res, indent=2))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "result.json").write_text(json.dumps({"result": res, "curve": curve, "config": cfg}, indent=2))
