@@ -15,7 +15,8 @@ from benchmark3dface.metrics.geometry import (
     vertex_normals,
 )
 from benchmark3dface.metrics.reference import closest_on_triangles_np, umeyama_np, vertex_normals_np
-from benchmark3dface.metrics.spatial import ClosestQuery, Primitives, closest_on_triangles_soa
+from benchmark3dface.metrics.spatial import (ClosestQuery, CoherentVertexQuery, Primitives,
+                                              closest_on_triangles_soa)
 from benchmark3dface.metrics.synthetic import face_surface, random_similarity, sample_surface
 
 
@@ -112,7 +113,7 @@ def test_now_crop_sphere_formula():
     assert float(r) == pytest.approx(1.4 * (90 + 50) / 2)
 
 
-@pytest.mark.parametrize("kind", ["vertex", "triangle"])
+@pytest.mark.parametrize("kind", ["vertex", "triangle", "vertex-kdtree"])
 def test_closest_query_is_exact_while_rows_move(kind):
     """Cached queries over several pairs agree with a KD-tree / exhaustive search at every step,
     including rows far from the surface and rows that jump."""
@@ -120,7 +121,7 @@ def test_closest_query_is_exact_while_rows_move(kind):
     meshes = [face_surface(14, seed=s) for s in range(3)]
     verts = [m.vertices for m in meshes]
     tris = [m.triangles for m in meshes]
-    prims = Primitives.from_vertices(verts) if kind == "vertex" else Primitives.from_triangles(verts, tris)
+    prims = Primitives.from_triangles(verts, tris) if kind == "triangle" else Primitives.from_vertices(verts)
     xs = []
     for m in meshes:
         x = sample_surface(m.vertices, m.triangles, 300, rng) + torch.from_numpy(rng.normal(size=(300, 3)))
@@ -128,14 +129,14 @@ def test_closest_query_is_exact_while_rows_move(kind):
         xs.append(x)
     seg = torch.cat([torch.full((len(x),), i) for i, x in enumerate(xs)])
     x = torch.cat(xs)
-    q = ClosestQuery(prims, len(x))
+    q = CoherentVertexQuery(prims, len(x)) if kind == "vertex-kdtree" else ClosestQuery(prims, len(x))
     drift = torch.from_numpy(rng.normal(size=(len(x), 3))) * 0.05
     for step in range(8):
         xi = x + step * drift + (3.0 if step == 5 else 0.0)
         d, p, prim = q.query(None, xi, seg)
         for b, m in enumerate(meshes):
             sel = seg == b
-            if kind == "vertex":
+            if kind != "triangle":
                 ref, _ = cKDTree(m.vertices.numpy()).query(xi[sel].numpy())
             else:
                 corners = [m.vertices[m.triangles[:, k]].numpy() for k in range(3)]
@@ -147,4 +148,32 @@ def test_closest_query_is_exact_while_rows_move(kind):
             assert np.abs(d[sel].numpy() - ref).max() < 1e-9, (step, b)
         assert torch.allclose((p - xi).norm(dim=-1), d)
         assert (prims.seg[prim] == seg).all()
-    assert q.stats["rebuilt"] < q.stats["queries"]  # the cache was used
+    searched = q.stats["searched" if kind == "vertex-kdtree" else "rebuilt"]
+    assert searched < q.stats["queries"]  # the cache was used
+
+
+def test_coherent_vertex_query_subsets_tiny_meshes_and_bad_input():
+    """Row subsets (converged pairs drop out), meshes with fewer than k + 1 vertices, and the
+    errors for triangles / k < 1."""
+    rng = np.random.default_rng(5)
+    verts = [torch.from_numpy(rng.normal(size=(n, 3))) * 10 for n in (2, 40)]
+    prims = Primitives.from_vertices(verts)
+    x = torch.from_numpy(rng.normal(size=(30, 3))) * 10
+    seg = torch.tensor([0] * 10 + [1] * 20)
+    q = CoherentVertexQuery(prims, len(x), k=3)  # pair 0 has only 2 vertices
+    for step in range(4):
+        rows = None if step % 2 == 0 else torch.arange(10, 30)  # pair 0 "converged" on odd steps
+        xi = x + 0.3 * step
+        xs, ss = (xi, seg) if rows is None else (xi[rows], seg[rows])
+        d, p, prim = q.query(rows, xs, ss)
+        for b, v in enumerate(verts):
+            sel = ss == b
+            if sel.any():
+                ref, j = cKDTree(v.numpy()).query(xs[sel].numpy())
+                assert np.abs(d[sel].numpy() - ref).max() < 1e-9
+                assert (prims.index[prim[sel]].numpy() == j).all()
+        assert torch.allclose((p - xs).norm(dim=-1), d)
+    with pytest.raises(ValueError, match="closest-vertex"):
+        CoherentVertexQuery(Primitives.from_triangles([verts[1]], [torch.tensor([[0, 1, 2]])]), 1)
+    with pytest.raises(ValueError, match="k must be"):
+        CoherentVertexQuery(prims, 1, k=0)

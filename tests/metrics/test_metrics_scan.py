@@ -30,12 +30,14 @@ def _lm7(p):
     return p.pred_vertices[p.pred_landmark_indices[L7]]
 
 
-def test_micc_torch_matches_reference_on_100_pairs(small_pairs):
+@pytest.mark.parametrize("search", ["kdtree", "grid"])
+def test_micc_torch_matches_reference_on_100_pairs(small_pairs, search):
     opts = FitOptions(max_iter=12)
     fit = micc_fit_torch([p.pred_vertices for p in small_pairs], [p.pred_triangles for p in small_pairs],
                          [p.scan for p in small_pairs], [p.scan_nose_tip for p in small_pairs],
                          pred_lm=[_lm7(p) for p in small_pairs], scan_lm=[p.scan_landmarks7 for p in small_pairs],
-                         opts=opts)
+                         opts=opts, search=search)
+    assert ("searched" in fit.stats) == (search == "kdtree")  # the requested search ran
     worst = 0.0
     for p, d, it in zip(small_pairs, fit.distances, fit.iterations):
         r = micc_reference(p.pred_vertices.numpy(), p.pred_triangles.numpy(), p.scan.numpy(), p.scan_nose_tip.numpy(),

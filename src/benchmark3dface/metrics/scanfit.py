@@ -3,8 +3,10 @@ pairs at once, CPU or CUDA, float64.
 
 Same algorithm, step for step, as ``reference.py`` (crop, initial similarity, ICP with the
 same stopping rule, final distances); the speed comes from evaluating all pairs together and
-from ``spatial.ClosestQuery``, which proves each ICP iteration's closest points exact from
-cached candidate lists instead of searching again.
+from temporal coherence: each ICP iteration's closest points are proven exact from what the
+previous iterations found, and searched again only where that proof fails
+(``spatial.CoherentVertexQuery`` with scipy KD-trees for MICC on the CPU;
+``spatial.ClosestQuery``, plain torch, for NoW and on CUDA).
 
 Units: millimetres. Similarities ``(s, R, t)`` map prediction -> scan: ``y = s R x + t``.
 """
@@ -18,7 +20,7 @@ from torch import Tensor
 
 from .geometry import inverse_similarity, similarity_from_landmarks, vertex_normals
 from .reference import FitOptions
-from .spatial import ClosestQuery, Primitives
+from .spatial import ClosestQuery, CoherentVertexQuery, Primitives
 
 
 @dataclass
@@ -88,6 +90,8 @@ def icp_batched(query: ClosestQuery, scan: Tensor, offsets: list[int], p_ref: Te
     iters = torch.zeros(n_seg, dtype=torch.int64, device=dev)
     active = torch.tensor([n > 0 for n in sizes], device=dev)
     rows_all = torch.arange(len(scan), device=dev)
+    buf = torch.empty_like(scan)
+    tmp = torch.empty((max(sizes, default=0), 3), dtype=dt, device=dev)
     for it in range(1, opts.max_iter + 1):
         act = torch.nonzero(active).flatten().tolist()
         if not act:
@@ -97,8 +101,17 @@ def icp_batched(query: ClosestQuery, scan: Tensor, offsets: list[int], p_ref: Te
         else:
             rows = torch.cat([rows_all[offsets[b]:offsets[b + 1]] for b in act])
             sg = seg_all.index_select(0, rows)
-        xs = [((scan[offsets[b]:offsets[b + 1]] - t[b]) @ rot[b]) / s[b] for b in act]
-        x = xs[0] if len(xs) == 1 else torch.cat(xs)
+        # x = ((y - t) @ R) / s per pair, written in place into one buffer (the same operations
+        # as the reference, so the same rounding)
+        x = buf[:sum(sizes[b] for b in act)]
+        pos = 0
+        for b in act:
+            n = sizes[b]
+            xb = x[pos:pos + n]
+            torch.sub(scan[offsets[b]:offsets[b + 1]], t[b], out=tmp[:n])
+            torch.matmul(tmp[:n], rot[b], out=xb)
+            xb.div_(s[b])
+            pos += n
         d, p, _ = query.query(rows, x, sg)
         n_b, sp_b, sy_b, syp_b, spp_b, syy_b = [], [], [], [], [], []
         pos = 0
@@ -183,8 +196,14 @@ def micc_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sc
                    nose_tips: list[Tensor], radius: float = 95.0, forehead_cut: float | None = None,
                    up=(0.0, 1.0, 0.0), pred_lm: list[Tensor | None] | None = None,
                    scan_lm: list[Tensor | None] | None = None, pred_nose: list[Tensor | None] | None = None,
-                   opts: FitOptions | None = None, init: str = "auto", **query_kw) -> BatchFit:
-    """Batched ``reference.micc_reference`` (see there for the protocol and ``init``)."""
+                   opts: FitOptions | None = None, init: str = "auto", search: str = "auto",
+                   **query_kw) -> BatchFit:
+    """Batched ``reference.micc_reference`` (see there for the protocol and ``init``).
+
+    ``search``: how the closest predicted vertices are found -- ``kdtree``
+    (:class:`~.spatial.CoherentVertexQuery`: scipy KD-trees plus temporal coherence, CPU only),
+    ``grid`` (:class:`~.spatial.ClosestQuery`: torch only, CPU or CUDA), or ``auto`` (``kdtree``
+    on the CPU, ``grid`` elsewhere). Both are exact; ``query_kw`` go to the chosen class."""
     opts = opts or FitOptions()
     dt = torch.float64
     preds = [v.to(dt) for v in pred_vertices]
@@ -200,7 +219,12 @@ def micc_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sc
     prims = Primitives.from_vertices(preds)
     flat, seg = _flatten(pts)
     offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in pts]), 0).tolist()
-    query = ClosestQuery(prims, len(flat), **query_kw)
+    if search not in ("auto", "kdtree", "grid"):
+        raise ValueError(f"search must be 'auto', 'kdtree' or 'grid', got {search!r}")
+    if search == "kdtree" or (search == "auto" and dev.type == "cpu"):
+        query = CoherentVertexQuery(prims, len(flat), **query_kw)
+    else:
+        query = ClosestQuery(prims, len(flat), **query_kw)
     s, rot, t, iters = icp_batched(query, flat, offsets, torch.stack([v.mean(0) for v in preds]), start, opts) if opts.max_iter > 0 else (
         *start, torch.zeros(b, dtype=torch.int64, device=dev))
     x = inverse_similarity(flat[:, None, :], s[seg], rot[seg], t[seg])[:, 0]

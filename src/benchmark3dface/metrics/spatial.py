@@ -608,3 +608,113 @@ class ClosestQuery:
             point.index_copy_(0, bi, pt)
             prim.index_copy_(0, bi, pr)
         return dist, point, prim
+
+
+class CoherentVertexQuery:
+    """Exact closest vertex for moving rows on the CPU: scipy KD-trees for the searches, and
+    temporal coherence so that most ICP iterations need no search at all.
+
+    A row searched at x0 keeps its ``k`` nearest vertices and ``bound``, the distance from x0 to
+    the (k+1)-th nearest. At a later position x (delta = |x - x0|) every other vertex is at
+    least ``bound - delta`` away, so the nearest of the kept ones is the exact closest vertex
+    whenever its distance is below that; only the rows where the test fails are searched again
+    (a batched KD-tree query per pair). Same interface as :class:`ClosestQuery` (vertices only).
+    (Testing the first kept vertex alone against the 2nd distance first does not pay: scan
+    points lie ~1 mm off the predicted surface, where the two nearest vertices are nearly
+    equidistant; in a probe on 10 benchmark pairs that test failed for 72 % of the rows.)
+
+    Args:
+        prims: the vertices of every pair (``Primitives.from_vertices``), on the CPU.
+        n_rows: number of rows (query points), by global row index.
+        k: vertices kept per row (2: one distance more per row and iteration than k = 1, and
+            about a third of the searches).
+        workers: KD-tree query threads (default: torch's CPU thread count).
+    """
+
+    def __init__(self, prims: Primitives, n_rows: int, k: int = 2, workers: int | None = None) -> None:
+        if prims.kind != "vertex":
+            raise ValueError("CoherentVertexQuery answers closest-vertex queries only")
+        if prims.centres.device.type != "cpu":
+            raise ValueError("CoherentVertexQuery runs on the CPU (scipy KD-trees); use ClosestQuery on "
+                             f"{prims.centres.device}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        from scipy.spatial import cKDTree
+
+        self.prims = prims
+        self.k = int(k)
+        self.workers = int(workers) if workers is not None else torch.get_num_threads()
+        counts = torch.bincount(prims.seg, minlength=prims.n_seg)
+        if not bool((prims.seg[1:] >= prims.seg[:-1]).all()):
+            raise ValueError("CoherentVertexQuery expects the primitives grouped by pair (from_vertices order)")
+        self.offsets = [0] + torch.cumsum(counts, 0).tolist()
+        cen = prims.centres.detach().numpy()
+        self.trees = [cKDTree(cen[self.offsets[b]:self.offsets[b + 1]]) if counts[b] > 0 else None
+                      for b in range(prims.n_seg)]
+        dt = prims.centres.dtype
+        self.n_rows = n_rows
+        self.ids = torch.zeros(n_rows, self.k, dtype=torch.int64)
+        self.x0 = torch.full((n_rows, 3), _INF, dtype=dt)
+        self.bound = torch.full((n_rows,), -1.0, dtype=dt)  # < 0: never searched
+        self.stats = {"queries": 0, "searched": 0}
+
+    def _search(self, x: Tensor, seg: Tensor) -> tuple[Tensor, Tensor]:
+        """KD-tree search of rows x (n, 3) of pairs seg: (ids (n, k) flat vertex ids sorted by
+        distance, distances (n, k + 1), +inf where the pair has fewer vertices)."""
+        n = len(x)
+        ids = torch.empty(n, self.k, dtype=torch.int64)
+        dist = torch.empty(n, self.k + 1, dtype=x.dtype)
+        order = torch.argsort(seg, stable=True)
+        counts = torch.bincount(seg, minlength=len(self.trees)).tolist()
+        xs = x.index_select(0, order).numpy()
+        pos = 0
+        for b, cnt in enumerate(counts):
+            if cnt == 0:
+                continue
+            tree = self.trees[b]
+            if tree is None:
+                raise ValueError(f"pair {b} has rows but no vertices")
+            d, j = tree.query(xs[pos:pos + cnt], k=self.k + 1, workers=self.workers)
+            j = torch.from_numpy(j)
+            missing = j >= tree.n  # fewer than k + 1 vertices: repeat the nearest (distance inf)
+            j = torch.where(missing, j[:, :1], j)
+            sel = order[pos:pos + cnt]
+            ids[sel] = j[:, :self.k] + self.offsets[b]
+            dist[sel] = torch.from_numpy(d).to(x.dtype)
+            pos += cnt
+        return ids, dist
+
+    def query(self, rows: Tensor | None, x: Tensor, seg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Exact closest vertex of each row (see :meth:`ClosestQuery.query`)."""
+        full = rows is None
+        if rows is None:
+            rows = torch.arange(self.n_rows)
+
+        def rowvals(t: Tensor) -> Tensor:
+            return t if full else t.index_select(0, rows)
+
+        self.stats["queries"] += len(rows)
+        c = self.prims.c
+        ids = rowvals(self.ids)
+        delta = (x - rowvals(self.x0)).norm(dim=-1)
+        flat = ids.reshape(-1)
+        d2 = sum((x[:, i:i + 1] - c[i].index_select(0, flat).view(ids.shape)) ** 2 for i in range(3))
+        if self.k == 1:
+            m2, prim = d2[:, 0], ids[:, 0].clone()
+        else:
+            m2, a = d2.min(1)
+            prim = ids.gather(1, a[:, None])[:, 0]
+        dist = m2.sqrt()
+        # every vertex outside the kept ones is >= bound - delta away (bound < 0: never searched)
+        bad = torch.nonzero(~(dist < rowvals(self.bound) - delta)).flatten()
+        if len(bad):
+            self.stats["searched"] += len(bad)
+            xb = x.index_select(0, bad)
+            new_ids, new_d = self._search(xb, seg.index_select(0, bad))
+            g = rows.index_select(0, bad)
+            self.ids.index_copy_(0, g, new_ids)
+            self.x0.index_copy_(0, g, xb)
+            self.bound.index_copy_(0, g, new_d[:, self.k].contiguous())
+            dist.index_copy_(0, bad, new_d[:, 0].contiguous())
+            prim.index_copy_(0, bad, new_ids[:, 0].contiguous())
+        return dist, torch.stack([ci.index_select(0, prim) for ci in c], -1), prim
