@@ -13,6 +13,7 @@ CPU time is the fairer comparison.
 
     python benchmarks/metrics.py                 # 100 pairs, 2 threads
     python benchmarks/metrics.py --pairs 4       # a quick look
+    python benchmarks/metrics.py --protocols micc --search grid   # MICC with the plain-torch grid search
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--grid", type=int, default=189, help="prediction grid side (189 -> 35,721 vertices)")
     ap.add_argument("--scan-points", type=int, default=100_000)
+    ap.add_argument("--search", default="auto", choices=["auto", "kdtree", "grid"],
+                    help="MICC torch path's closest-vertex search (auto: kdtree on the CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n_ref = min(args.pairs, 10) if args.ref_pairs is None else min(args.ref_pairs, args.pairs)
@@ -72,7 +75,8 @@ def main() -> None:
     classes = {"micc": (MICCRMSE, "rmse"), "now": (NoWScanToMesh, "mean")}
     for name in args.protocols.split(","):
         cls, key = classes[name]
-        tw, tc, res_t = timed(cls(backend="torch").to(args.device), recs, samples)
+        kw = {"search": args.search} if name == "micc" else {}
+        tw, tc, res_t = timed(cls(backend="torch", **kw).to(args.device), recs, samples)
         rw, rc, res_r = timed(cls(backend="reference"), recs[:n_ref], samples[:n_ref])
         diffs = [abs(res_t.per_sample[key][k] - v) for k, v in res_r.per_sample[key].items()]
         per_t_w, per_t_c = tw / args.pairs, tc / args.pairs

@@ -95,6 +95,26 @@ def test_micc_offset_mesh_gives_rmse_d(backend, d_mm):
     assert m.compute().metrics["rmse"].value == pytest.approx(d_mm, rel=0.01)
 
 
+def test_micc_metric_search_option(small_pairs):
+    """The metric's ``search`` option reaches the torch path: both searches give the same
+    per-sample RMSE; an unknown value is refused."""
+    pairs = small_pairs[:6]
+    recs = [Reconstruction(f"p{i}", [FaceReconstruction(p.pred_vertices, p.pred_triangles,
+                                                        landmark_indices=p.pred_landmark_indices)])
+            for i, p in enumerate(pairs)]
+    samples = [Sample(sample_id=f"p{i}", scan_vertices=p.scan, scan_landmarks7=p.scan_landmarks7,
+                      meta={"scan_nose_tip": p.scan_nose_tip}) for i, p in enumerate(pairs)]
+    res = {}
+    for search in ("kdtree", "grid"):
+        m = MICCRMSE(search=search, max_iter=12)
+        m.update(recs, samples)
+        res[search] = m.compute().per_sample["rmse"]
+    assert res["kdtree"].keys() == res["grid"].keys() and len(res["grid"]) == len(pairs)
+    assert max(abs(res["kdtree"][k] - res["grid"][k]) for k in res["grid"]) < 1e-9
+    with pytest.raises(ValueError, match="search must be"):
+        MICCRMSE(search="octree")
+
+
 @pytest.mark.parametrize("backend", ["torch", "reference"])
 def test_micc_icp_undoes_a_random_similarity(backend):
     """Under any similarity of the prediction the ICP result is the same (it can only lower the

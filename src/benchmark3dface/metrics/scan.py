@@ -118,14 +118,19 @@ class MICCRMSE(_ScanProtocol):
     units: ClassVar[dict[str, str]] = {"rmse": "mm", "n_points": ""}
 
     def __init__(self, radius: float = 95.0, forehead_cut: float | None = None, up: Sequence[float] = (0.0, 1.0, 0.0),
-                 nose_tip: str = "auto", **kwargs: Any) -> None:
+                 nose_tip: str = "auto", search: str = "auto", **kwargs: Any) -> None:
         """``nose_tip``: where the scan's nose tip comes from when ``update`` gets none:
         "meta" (``Sample.meta["scan_nose_tip"]``, a failure when absent), "max_z" (the scan point
         with the largest z: frontal scans in the conventions' frame, z toward the viewer) or
-        "auto" (meta when present, else max_z)."""
+        "auto" (meta when present, else max_z). ``search``: the torch backend's closest-vertex
+        search (``scanfit.micc_fit_torch``): "auto", "kdtree" or "grid" -- exact either way, so
+        it is not part of the protocol's config."""
         super().__init__(**kwargs)
         if nose_tip not in ("meta", "max_z", "auto"):
             raise ValueError(f"nose_tip must be 'meta', 'max_z' or 'auto', got {nose_tip!r}")
+        if search not in ("auto", "kdtree", "grid"):
+            raise ValueError(f"search must be 'auto', 'kdtree' or 'grid', got {search!r}")
+        self.search = search
         self.radius = float(radius)
         self.forehead_cut = forehead_cut
         self.up = tuple(float(u) for u in up)
@@ -191,7 +196,7 @@ class MICCRMSE(_ScanProtocol):
             fit = micc_fit_torch([j["v"] for j in jobs], [j["f"] for j in jobs], [j["scan"] for j in jobs],
                                  [j["nose"] for j in jobs], self.radius, self.forehead_cut, self.up,
                                  [j["plm"] for j in jobs], [j["slm"] for j in jobs], [j["pnose"] for j in jobs],
-                                 self.opts, self.initial_alignment)
+                                 self.opts, self.initial_alignment, search=self.search)
             rows = fit.distances
         for j, d in zip(jobs, rows):
             if len(d) == 0:
