@@ -4,7 +4,11 @@ error on synthetic test samples with the mean-face baseline (paired Wilcoxon).
     .venv/bin/python benchmarks/deep3d_quick.py [--config experiments/quick/deep3d.yaml]
         [--max-steps N] [--test N] [--set model.init_args.lr=1e-3 ...] [--eval-checkpoint CKPT]
 
-Prints the loss curve (every 25 steps), the test errors and the relative improvement.
+Prints the loss curve (every 25 steps), the test errors and the relative improvement, and
+``group_substitution_mm``: the true error of the R-Net's identity with the GT expression (vs the
+mean identity with the GT expression) and of its expression with the GT identity (vs zero
+expression) -- which output group helps. ``--eval-checkpoint CKPT`` skips training and
+evaluates a saved R-Net (e.g. the benchmark's ``runs/benchmark/deep3d/<hash>/checkpoints/last.ckpt``).
 Uses 1 torch thread + the config's data worker (2 cores; shared machine).
 """
 
