@@ -86,6 +86,8 @@ def icp_batched(query: ClosestQuery, scan: Tensor, offsets: list[int], p_ref: Te
     # constant moments of the (unweighted) centred scan
     sy0 = torch.stack([yc_all[offsets[b]:offsets[b + 1]].sum(0) for b in range(n_seg)])
     syy0 = torch.stack([yc_all[offsets[b]:offsets[b + 1]].pow(2).sum() for b in range(n_seg)])
+    n_all = torch.tensor([float(n) for n in sizes], dtype=dt, device=dev)
+    yc1 = torch.cat([yc_all, torch.ones(len(scan), 1, dtype=dt, device=dev)], 1)  # [y - y_ref, 1]
     prev = torch.full((n_seg,), torch.inf, dtype=dt, device=dev)
     iters = torch.zeros(n_seg, dtype=torch.int64, device=dev)
     active = torch.tensor([n > 0 for n in sizes], device=dev)
@@ -120,12 +122,13 @@ def icp_batched(query: ClosestQuery, scan: Tensor, offsets: list[int], p_ref: Te
             pc = p[pos:pos + n] - p_ref[b]
             yc = yc_all[offsets[b]:offsets[b + 1]]
             if opts.max_corr_mm is None:
-                n_b.append(torch.tensor(float(n), dtype=dt, device=dev))
+                n_b.append(n_all[b])
                 sy_b.append(sy0[b])
                 syy_b.append(syy0[b])
-                sp_b.append(pc.sum(0))
-                spp_b.append(pc.pow(2).sum())
-                syp_b.append(yc.T @ pc)
+                g = yc1[offsets[b]:offsets[b + 1]].T @ pc  # (4, 3): sum y p^T and sum p, one pass
+                sp_b.append(g[3])
+                spp_b.append(torch.dot(pc.view(-1), pc.view(-1)))
+                syp_b.append(g[:3])
             else:
                 w = (d[pos:pos + n] * s[b] <= opts.max_corr_mm).to(dt)
                 wp = pc * w[:, None]

@@ -698,7 +698,9 @@ class CoherentVertexQuery:
         ids = rowvals(self.ids)
         delta = (x - rowvals(self.x0)).norm(dim=-1)
         flat = ids.reshape(-1)
-        d2 = sum((x[:, i:i + 1] - c[i].index_select(0, flat).view(ids.shape)) ** 2 for i in range(3))
+        d2 = torch.zeros(ids.shape, dtype=x.dtype)
+        for i in range(3):  # in place: one gathered array per coordinate, no other temporaries
+            d2.add_(c[i].index_select(0, flat).view(ids.shape).sub_(x[:, i:i + 1]).square_())
         if self.k == 1:
             m2, prim = d2[:, 0], ids[:, 0].clone()
         else:
@@ -717,4 +719,4 @@ class CoherentVertexQuery:
             self.bound.index_copy_(0, g, new_d[:, self.k].contiguous())
             dist.index_copy_(0, bad, new_d[:, 0].contiguous())
             prim.index_copy_(0, bad, new_ids[:, 0].contiguous())
-        return dist, torch.stack([ci.index_select(0, prim) for ci in c], -1), prim
+        return dist, self.prims.centres.index_select(0, prim), prim
