@@ -60,6 +60,8 @@ def main() -> None:
     fm = load_facemodel("procedural")
     lay = fm.layout
     sub = torch.arange(0, fm.id_basis.shape[1], 40)
+    # the "shape" target decodes only the vertices it compares (every 40th)
+    mean_sub, id_sub, exp_sub = fm.mean_shape[sub], fm.id_basis[:, sub], fm.exp_basis[:, sub]
     dm = SyntheticDataModule(mode="single", image_size=args.size, train_size=args.steps * args.batch + 1,
                              val_size=args.batch, test_size=args.test, batch_size=args.batch, num_workers=1,
                              options=json.loads(args.options))
@@ -79,7 +81,8 @@ def main() -> None:
         if "lm68" in targets:  # the head's first 136 outputs read as landmarks
             out["lm68"] = (c[:, :136], (batch.lm68 / args.size * 2 - 1).flatten(1))
         if "shape" in targets:
-            v = fm.shape(c[:, lay.slice("id")], c[:, lay.slice("exp")])[:, sub]
+            v = (mean_sub + torch.einsum("bk,knc->bnc", c[:, lay.slice("id")], id_sub)
+                 + torch.einsum("bk,knc->bnc", c[:, lay.slice("exp")], exp_sub))
             out["shape"] = (v.flatten(1), batch.vertices[:, sub].flatten(1))
         return out
 

@@ -31,6 +31,7 @@ import torch
 from benchmark3dface.data.sample import Sample
 from benchmark3dface.methods.reconstruction import FaceReconstruction, Reconstruction
 from benchmark3dface.metrics import MICCRMSE, NoWScanToMesh
+from benchmark3dface.metrics.scanfit import SEARCHES
 from benchmark3dface.metrics.synthetic import make_pair
 
 
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--grid", type=int, default=189, help="prediction grid side (189 -> 35,721 vertices)")
     ap.add_argument("--scan-points", type=int, default=100_000)
-    ap.add_argument("--search", default="auto", choices=["auto", "kdtree", "grid"],
+    ap.add_argument("--search", default="auto", choices=SEARCHES,
                     help="MICC torch path's closest-vertex search (auto: kdtree on the CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -26,7 +26,7 @@ from .base import ProtocolMetric, ced_curve, face_failure, mean_std, pair_up
 from .geometry import IBUG68_NOSE_TIP, NOW7_FROM_IBUG68
 from .reference import FitOptions, micc_reference, now_reference
 from .result import Curve, MetricValue
-from .scanfit import micc_fit_torch, now_fit_torch
+from .scanfit import check_search, micc_fit_torch, now_fit_torch
 
 
 def _scan_failure(scan: Any) -> str | None:
@@ -128,9 +128,7 @@ class MICCRMSE(_ScanProtocol):
         super().__init__(**kwargs)
         if nose_tip not in ("meta", "max_z", "auto"):
             raise ValueError(f"nose_tip must be 'meta', 'max_z' or 'auto', got {nose_tip!r}")
-        if search not in ("auto", "kdtree", "grid"):
-            raise ValueError(f"search must be 'auto', 'kdtree' or 'grid', got {search!r}")
-        self.search = search
+        self.search = check_search(search)
         self.radius = float(radius)
         self.forehead_cut = forehead_cut
         self.up = tuple(float(u) for u in up)

@@ -22,6 +22,15 @@ from .geometry import inverse_similarity, similarity_from_landmarks, vertex_norm
 from .reference import FitOptions
 from .spatial import ClosestQuery, CoherentVertexQuery, Primitives
 
+#: closest-vertex searches of the MICC torch path (see ``micc_fit_torch``)
+SEARCHES = ("auto", "kdtree", "grid")
+
+
+def check_search(search: str) -> str:
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+    return search
+
 
 @dataclass
 class BatchFit:
@@ -64,7 +73,7 @@ def _umeyama_from_moments(n: Tensor, sp: Tensor, sy: Tensor, syp: Tensor, spp: T
     return sc, rot, t, resid
 
 
-def icp_batched(query: ClosestQuery, scan: Tensor, offsets: list[int], p_ref: Tensor,
+def icp_batched(query: ClosestQuery | CoherentVertexQuery, scan: Tensor, offsets: list[int], p_ref: Tensor,
                 init: tuple[Tensor, Tensor, Tensor], opts: FitOptions) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """ICP of fixed predictions (behind ``query``) onto flat scan rows, pair b owning rows
     ``offsets[b]:offsets[b+1]``; ``p_ref`` (B, 3) a fixed point of each prediction (centroid).
@@ -222,9 +231,7 @@ def micc_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sc
     prims = Primitives.from_vertices(preds)
     flat, seg = _flatten(pts)
     offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in pts]), 0).tolist()
-    if search not in ("auto", "kdtree", "grid"):
-        raise ValueError(f"search must be 'auto', 'kdtree' or 'grid', got {search!r}")
-    if search == "kdtree" or (search == "auto" and dev.type == "cpu"):
+    if check_search(search) == "kdtree" or (search == "auto" and dev.type == "cpu"):
         query = CoherentVertexQuery(prims, len(flat), **query_kw)
     else:
         query = ClosestQuery(prims, len(flat), **query_kw)
