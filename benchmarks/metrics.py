@@ -14,6 +14,7 @@ CPU time is the fairer comparison.
     python benchmarks/metrics.py                 # 100 pairs, 2 threads
     python benchmarks/metrics.py --pairs 4       # a quick look
     python benchmarks/metrics.py --protocols micc --search grid   # MICC with the plain-torch grid search
+    python benchmarks/metrics.py --protocols now --now-search grid   # NoW with the plain-torch grid search
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import torch
 from benchmark3dface.data.sample import Sample
 from benchmark3dface.methods.reconstruction import FaceReconstruction, Reconstruction
 from benchmark3dface.metrics import MICCRMSE, NoWScanToMesh
-from benchmark3dface.metrics.scanfit import SEARCHES
+from benchmark3dface.metrics.coherent_tri import warm_up
+from benchmark3dface.metrics.scanfit import NOW_SEARCHES, SEARCHES
 from benchmark3dface.metrics.synthetic import make_pair
 
 
@@ -65,6 +67,8 @@ def main() -> None:
     ap.add_argument("--scan-points", type=int, default=100_000)
     ap.add_argument("--search", default="auto", choices=SEARCHES,
                     help="MICC torch path's closest-vertex search (auto: kdtree on the CPU)")
+    ap.add_argument("--now-search", default="auto", choices=NOW_SEARCHES,
+                    help="NoW torch path's closest-point-on-triangle search (auto: numba on the CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n_ref = min(args.pairs, 10) if args.ref_pairs is None else min(args.ref_pairs, args.pairs)
@@ -74,9 +78,12 @@ def main() -> None:
           f"(generated in {time.perf_counter() - t0:.1f} s); threads={args.threads}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, device={args.device}")
     classes = {"micc": (MICCRMSE, "rmse"), "now": (NoWScanToMesh, "mean")}
+    if "now" in args.protocols.split(",") and args.device == "cpu" and args.now_search in ("auto", "numba"):
+        # numba compiles its kernels on first use and caches them; report that apart
+        print(f"numba kernels of the NoW search loaded in {warm_up():.1f} s (not in the timings below)")
     for name in args.protocols.split(","):
         cls, key = classes[name]
-        kw = {"search": args.search} if name == "micc" else {}
+        kw = {"search": args.search if name == "micc" else args.now_search}
         tw, tc, res_t = timed(cls(backend="torch", **kw).to(args.device), recs, samples)
         rw, rc, res_r = timed(cls(backend="reference"), recs[:n_ref], samples[:n_ref])
         diffs = [abs(res_t.per_sample[key][k] - v) for k, v in res_r.per_sample[key].items()]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy.spatial import cKDTree
 
+from benchmark3dface.metrics.coherent_tri import CoherentTriangleQuery
 from benchmark3dface.metrics.geometry import (
     closest_point_on_triangle,
     now_crop_sphere,
@@ -113,7 +116,15 @@ def test_now_crop_sphere_formula():
     assert float(r) == pytest.approx(1.4 * (90 + 50) / 2)
 
 
-@pytest.mark.parametrize("kind", ["vertex", "triangle", "vertex-kdtree"])
+def _closest_brute(x: np.ndarray, v: torch.Tensor, f: torch.Tensor) -> np.ndarray:
+    corners = [v[f[:, k]].numpy() for k in range(3)]
+    n, m = len(x), len(f)
+    xr = np.repeat(x, m, axis=0)  # every (point, triangle) pair
+    pj = closest_on_triangles_np(xr, *(np.tile(t, (n, 1)) for t in corners))
+    return np.linalg.norm(xr - pj, axis=1).reshape(n, m).min(1)
+
+
+@pytest.mark.parametrize("kind", ["vertex", "triangle", "vertex-kdtree", "triangle-numba"])
 def test_closest_query_is_exact_while_rows_move(kind):
     """Cached queries over several pairs agree with a KD-tree / exhaustive search at every step,
     including rows far from the surface and rows that jump."""
@@ -121,7 +132,8 @@ def test_closest_query_is_exact_while_rows_move(kind):
     meshes = [face_surface(14, seed=s) for s in range(3)]
     verts = [m.vertices for m in meshes]
     tris = [m.triangles for m in meshes]
-    prims = Primitives.from_triangles(verts, tris) if kind == "triangle" else Primitives.from_vertices(verts)
+    tri = kind.startswith("triangle")
+    prims = Primitives.from_triangles(verts, tris) if tri else Primitives.from_vertices(verts)
     xs = []
     for m in meshes:
         x = sample_surface(m.vertices, m.triangles, 300, rng) + torch.from_numpy(rng.normal(size=(300, 3)))
@@ -129,22 +141,18 @@ def test_closest_query_is_exact_while_rows_move(kind):
         xs.append(x)
     seg = torch.cat([torch.full((len(x),), i) for i, x in enumerate(xs)])
     x = torch.cat(xs)
-    q = CoherentVertexQuery(prims, len(x)) if kind == "vertex-kdtree" else ClosestQuery(prims, len(x))
+    q = {"vertex-kdtree": CoherentVertexQuery, "triangle-numba": CoherentTriangleQuery}.get(kind, ClosestQuery)(
+        prims, len(x))
     drift = torch.from_numpy(rng.normal(size=(len(x), 3))) * 0.05
     for step in range(8):
         xi = x + step * drift + (3.0 if step == 5 else 0.0)
         d, p, prim = q.query(None, xi, seg)
         for b, m in enumerate(meshes):
             sel = seg == b
-            if kind != "triangle":
+            if not tri:
                 ref, _ = cKDTree(m.vertices.numpy()).query(xi[sel].numpy())
             else:
-                corners = [m.vertices[m.triangles[:, k]].numpy() for k in range(3)]
-                xx = xi[sel].numpy()
-                n, f = len(xx), len(corners[0])
-                xr = np.repeat(xx, f, axis=0)  # every (point, triangle) pair
-                pj = closest_on_triangles_np(xr, *(np.tile(t, (n, 1)) for t in corners))
-                ref = np.linalg.norm(xr - pj, axis=1).reshape(n, f).min(1)
+                ref = _closest_brute(xi[sel].numpy(), m.vertices, m.triangles)
             assert np.abs(d[sel].numpy() - ref).max() < 1e-9, (step, b)
         assert torch.allclose((p - xi).norm(dim=-1), d)
         assert (prims.seg[prim] == seg).all()
@@ -177,3 +185,41 @@ def test_coherent_vertex_query_subsets_tiny_meshes_and_bad_input():
         CoherentVertexQuery(Primitives.from_triangles([verts[1]], [torch.tensor([[0, 1, 2]])]), 1)
     with pytest.raises(ValueError, match="k must be"):
         CoherentVertexQuery(prims, 1, k=0)
+
+
+def test_coherent_triangle_query_subsets_lists_and_bad_input():
+    """Row subsets (converged pairs drop out), a one-triangle mesh, a pair with more tied
+    triangles than the list holds (k = 2 on a fan of 8 around the query), far rows, the gradient
+    bound on rows that move a little every call, and the errors for vertices / k < 1."""
+    rng = np.random.default_rng(8)
+    fan_v = torch.tensor([[0.0, 0.0, 0.0]] + [[10 * math.cos(a), 10 * math.sin(a), 0.0]
+                                              for a in np.linspace(0, 2 * math.pi, 9)[:-1]], dtype=torch.float64)
+    fan_f = torch.tensor([[0, 1 + i, 1 + (i + 1) % 8] for i in range(8)])
+    one_v = torch.tensor([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0]], dtype=torch.float64)
+    surf = face_surface(10, seed=1)
+    verts, tris = [one_v, fan_v, surf.vertices], [torch.tensor([[0, 1, 2]]), fan_f, surf.triangles]
+    prims = Primitives.from_triangles(verts, tris)
+    x = torch.cat([torch.from_numpy(rng.normal(size=(10, 3))) * 8,
+                   torch.tensor([[0.0, 0.0, 2.0]] * 5, dtype=torch.float64)  # above the fan's centre: 8-way tie
+                   + torch.from_numpy(rng.normal(size=(5, 3))) * 1e-3,
+                   surf.vertices[::7] + torch.from_numpy(rng.normal(size=(len(surf.vertices[::7]), 3))),
+                   torch.tensor([[300.0, 0.0, 0.0]], dtype=torch.float64)])  # far from its mesh
+    seg = torch.tensor([0] * 10 + [1] * 5 + [2] * (len(x) - 15))
+    q = CoherentTriangleQuery(prims, len(x), k=2)
+    step_dir = torch.from_numpy(rng.normal(size=(len(x), 3))) * 0.02
+    for step in range(6):
+        rows = None if step % 2 == 0 else torch.arange(10, len(x))  # pair 0 "converged" on odd steps
+        xi = x + step * step_dir
+        xs, ss = (xi, seg) if rows is None else (xi[rows], seg[rows])
+        d, p, prim = q.query(rows, xs, ss)
+        for b in range(0 if rows is None else 1, 3):
+            sel = ss == b
+            ref = _closest_brute(xs[sel].numpy(), verts[b], tris[b])
+            assert np.abs(d[sel].numpy() - ref).max() < 1e-9, (step, b)
+        assert torch.allclose((p - xs).norm(dim=-1), d)
+        assert (prims.seg[prim] == ss).all()
+    assert q.stats["rebuilt"] < q.stats["queries"]
+    with pytest.raises(ValueError, match="closest-point-on-triangle"):
+        CoherentTriangleQuery(Primitives.from_vertices([one_v]), 1)
+    with pytest.raises(ValueError, match="k must be"):
+        CoherentTriangleQuery(prims, 1, k=0)

@@ -49,11 +49,13 @@ def test_micc_torch_matches_reference_on_100_pairs(small_pairs, search):
     assert worst < 1e-3
 
 
-def test_now_torch_matches_reference_on_100_pairs(small_pairs):
+@pytest.mark.parametrize("search", ["numba", "grid"])
+def test_now_torch_matches_reference_on_100_pairs(small_pairs, search):
     opts = FitOptions(max_iter=12)
     fit = now_fit_torch([p.pred_vertices for p in small_pairs], [p.pred_triangles for p in small_pairs],
                         [p.scan for p in small_pairs], [p.scan_landmarks7 for p in small_pairs],
-                        [_lm7(p) for p in small_pairs], opts=opts)
+                        [_lm7(p) for p in small_pairs], opts=opts, search=search)
+    assert ("build_evaluated" in fit.stats) == (search == "numba")  # the requested search ran
     worst = 0.0
     for p, d in zip(small_pairs, fit.distances):
         r = now_reference(p.pred_vertices.numpy(), p.pred_triangles.numpy(), p.scan.numpy(),
@@ -95,9 +97,9 @@ def test_micc_offset_mesh_gives_rmse_d(backend, d_mm):
     assert m.compute().metrics["rmse"].value == pytest.approx(d_mm, rel=0.01)
 
 
-def test_micc_metric_search_option(small_pairs):
-    """The metric's ``search`` option reaches the torch path: both searches give the same
-    per-sample RMSE; an unknown value is refused."""
+def test_scan_metrics_search_option(small_pairs):
+    """The metrics' ``search`` option reaches the torch path: both searches give the same
+    per-sample values (MICC RMSE, NoW mean); an unknown value is refused."""
     pairs = small_pairs[:6]
     recs = [Reconstruction(f"p{i}", [FaceReconstruction(p.pred_vertices, p.pred_triangles,
                                                         landmark_indices=p.pred_landmark_indices)])
@@ -113,6 +115,15 @@ def test_micc_metric_search_option(small_pairs):
     assert max(abs(res["kdtree"][k] - res["grid"][k]) for k in res["grid"]) < 1e-9
     with pytest.raises(ValueError, match="search must be"):
         MICCRMSE(search="octree")
+    res = {}
+    for search in ("numba", "grid"):  # the same for NoW's searches
+        m = NoWScanToMesh(search=search, max_iter=12)
+        m.update(recs, samples)
+        res[search] = m.compute().per_sample["mean"]
+    assert res["numba"].keys() == res["grid"].keys() and len(res["grid"]) == len(pairs)
+    assert max(abs(res["numba"][k] - res["grid"][k]) for k in res["grid"]) < 1e-9
+    with pytest.raises(ValueError, match="search must be"):
+        NoWScanToMesh(search="kdtree")
 
 
 @pytest.mark.parametrize("backend", ["torch", "reference"])

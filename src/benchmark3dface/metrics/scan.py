@@ -26,7 +26,7 @@ from .base import ProtocolMetric, ced_curve, face_failure, mean_std, pair_up
 from .geometry import IBUG68_NOSE_TIP, NOW7_FROM_IBUG68
 from .reference import FitOptions, micc_reference, now_reference
 from .result import Curve, MetricValue
-from .scanfit import check_search, micc_fit_torch, now_fit_torch
+from .scanfit import NOW_SEARCHES, check_search, micc_fit_torch, now_fit_torch
 
 
 def _scan_failure(scan: Any) -> str | None:
@@ -231,8 +231,13 @@ class NoWScanToMesh(_ScanProtocol):
     hist_bin: ClassVar[float] = 0.01
     hist_max: ClassVar[float] = 20.0
 
-    def __init__(self, radius_factor: float = 1.4, centre_factor: float = 0.3, **kwargs: Any) -> None:
+    def __init__(self, radius_factor: float = 1.4, centre_factor: float = 0.3, search: str = "auto",
+                 **kwargs: Any) -> None:
+        """``search``: the torch backend's closest-point-on-triangle search
+        (``scanfit.now_fit_torch``): "auto", "numba" or "grid" -- exact either way, so it is not
+        part of the protocol's config."""
         super().__init__(**kwargs)
+        self.search = check_search(search, NOW_SEARCHES)
         self.radius_factor = float(radius_factor)
         self.centre_factor = float(centre_factor)
         self.n_bins = round(self.hist_max / self.hist_bin) + 1  # last bin: >= hist_max
@@ -296,7 +301,7 @@ class NoWScanToMesh(_ScanProtocol):
         else:
             rows = now_fit_torch([j["v"] for j in jobs], [j["f"] for j in jobs], [j["scan"] for j in jobs],
                                  [j["slm"] for j in jobs], [j["plm"] for j in jobs], self.opts, self.radius_factor,
-                                 self.centre_factor, self.initial_alignment).distances
+                                 self.centre_factor, self.initial_alignment, search=self.search).distances
         for j, d in zip(jobs, rows):
             self._put(j["id"], d, "" if len(d) else "no scan point inside the NoW crop sphere")
 

@@ -20,15 +20,17 @@ from torch import Tensor
 
 from .geometry import inverse_similarity, similarity_from_landmarks, vertex_normals
 from .reference import FitOptions
-from .spatial import ClosestQuery, CoherentVertexQuery, Primitives
+from .spatial import ClosestQuery, CoherentVertexQuery, Primitives, morton_order
 
 #: closest-vertex searches of the MICC torch path (see ``micc_fit_torch``)
 SEARCHES = ("auto", "kdtree", "grid")
+#: closest-point-on-triangle searches of the NoW torch path (see ``now_fit_torch``)
+NOW_SEARCHES = ("auto", "numba", "grid")
 
 
-def check_search(search: str) -> str:
-    if search not in SEARCHES:
-        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+def check_search(search: str, choices: tuple[str, ...] = SEARCHES) -> str:
+    if search not in choices:
+        raise ValueError(f"search must be one of {choices}, got {search!r}")
     return search
 
 
@@ -49,6 +51,22 @@ def _flatten(points: list[Tensor]) -> tuple[Tensor, Tensor]:
     dev = points[0].device
     seg = torch.cat([torch.full((len(p),), i, dtype=torch.int64, device=dev) for i, p in enumerate(points)])
     return torch.cat(points), seg
+
+
+def _sorted(points: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """Each pair's scan points in Z-order (``spatial.morton_order``), with the permutations."""
+    orders = [morton_order(p) for p in points]
+    return [p[o] for p, o in zip(points, orders)], orders
+
+
+def _unsorted(values: Tensor, orders: list[Tensor]) -> list[Tensor]:
+    """Split flat per-row values of Z-ordered pairs back into each pair's original row order."""
+    out = []
+    for v, o in zip(values.split([len(o) for o in orders]), orders):
+        u = torch.empty_like(v)
+        u[o] = v
+        out.append(u)
+    return out
 
 
 def _umeyama_from_moments(n: Tensor, sp: Tensor, sy: Tensor, syp: Tensor, spp: Tensor, syy: Tensor,
@@ -229,6 +247,7 @@ def micc_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sc
     start = _init(_cast(pred_lm, dev), _cast(scan_lm, dev), _cast(pred_nose, dev) or [None] * b, noses, preds, pts,
                   opts.with_scale) if init == "auto" else _identity(b, dev)
     prims = Primitives.from_vertices(preds)
+    pts, orders = _sorted(pts)
     flat, seg = _flatten(pts)
     offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in pts]), 0).tolist()
     if check_search(search) == "kdtree" or (search == "auto" and dev.type == "cpu"):
@@ -241,13 +260,19 @@ def micc_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sc
     _, p, prim = query.query(None, x, seg)
     normals = torch.cat([vertex_normals(v, f.to(dev).long()) for v, f in zip(preds, pred_triangles)])
     dist = s[seg] * ((x - p) * normals[prim]).sum(-1).abs()
-    return BatchFit(list(dist.split([len(p_) for p_ in pts])), s, rot, t, iters, kept, dict(query.stats))
+    return BatchFit(_unsorted(dist, orders), s, rot, t, iters, kept, dict(query.stats))
 
 
 def now_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], scans: list[Tensor],
                   scan_lm7: list[Tensor], pred_lm7: list[Tensor], opts: FitOptions | None = None,
-                  radius_factor: float = 1.4, centre_factor: float = 0.3, init: str = "auto", **query_kw) -> BatchFit:
-    """Batched ``reference.now_reference`` (see there for the protocol and ``init``)."""
+                  radius_factor: float = 1.4, centre_factor: float = 0.3, init: str = "auto", search: str = "auto",
+                  **query_kw) -> BatchFit:
+    """Batched ``reference.now_reference`` (see there for the protocol and ``init``).
+
+    ``search``: how the closest points on the predicted triangles are found -- ``numba``
+    (:class:`~.coherent_tri.CoherentTriangleQuery`: compiled, CPU only), ``grid``
+    (:class:`~.spatial.ClosestQuery`: torch only, CPU or CUDA), or ``auto`` (``numba`` on the
+    CPU, ``grid`` elsewhere). Both are exact; ``query_kw`` go to the chosen class."""
     from .geometry import now_crop_sphere
 
     opts = opts or FitOptions()
@@ -263,14 +288,20 @@ def now_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sca
     start = similarity_from_landmarks(torch.stack([m.to(dev, dt) for m in pred_lm7]), lms, opts.with_scale) \
         if init == "auto" else _identity(b, dev)
     prims = Primitives.from_triangles(preds, [f.to(dev) for f in pred_triangles])
+    pts, orders = _sorted(pts)
     flat, seg = _flatten(pts)
     offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in pts]), 0).tolist()
-    query = ClosestQuery(prims, len(flat), **query_kw)
+    if check_search(search, NOW_SEARCHES) == "numba" or (search == "auto" and dev.type == "cpu"):
+        from .coherent_tri import CoherentTriangleQuery
+
+        query = CoherentTriangleQuery(prims, len(flat), **query_kw)
+    else:
+        query = ClosestQuery(prims, len(flat), **query_kw)
     s, rot, t, iters = icp_batched(query, flat, offsets, torch.stack([v.mean(0) for v in preds]), start, opts) if opts.max_iter > 0 else (
         *start, torch.zeros(b, dtype=torch.int64, device=dev))
     x = inverse_similarity(flat[:, None, :], s[seg], rot[seg], t[seg])[:, 0]
     d, _, _ = query.query(None, x, seg)
-    return BatchFit(list((s[seg] * d).split([len(p_) for p_ in pts])), s, rot, t, iters, kept, dict(query.stats))
+    return BatchFit(_unsorted(s[seg] * d, orders), s, rot, t, iters, kept, dict(query.stats))
 
 
 def _identity(b: int, dev: torch.device) -> tuple[Tensor, Tensor, Tensor]:
