@@ -284,8 +284,8 @@ class CoherentTriangleQuery:
         self.stats = {"queries": 0, "evaluated": 0, "rebuilt": 0, "build_evaluated": 0}
 
     def _grid(self, h: float) -> None:
-        """Per-pair uniform grids (cell h, enlarged where a grid would exceed 2M cells) of the
-        triangle centroids, stored as one CSR table."""
+        """Per-pair uniform grids (cell h, enlarged until a pair's grid has at most twice as many
+        cells as triangles) of the triangle centroids, stored as one CSR table."""
         seg = self.prims.seg.numpy()
         nb = self.prims.n_seg
         self.origin = np.zeros((nb, 3))
@@ -304,8 +304,8 @@ class CoherentTriangleQuery:
             c = self.cen[lo:hi]
             mn, ext = c.min(0), c.max(0) - c.min(0)
             hb = h
-            while np.prod(np.floor(ext / hb) + 1) > 2_000_000:
-                hb *= 1.5
+            while np.prod(np.floor(ext / hb) + 1) > max(2 * (hi - lo), 4096):  # memory ~ the triangle count
+                hb *= 1.25
             dims = (np.floor(ext / hb) + 1).astype(np.int64)
             ijk = np.minimum(np.floor((c - mn) / hb).astype(np.int64), dims - 1)
             self.origin[bi], self.dims[bi], self.cell[bi] = mn, dims, hb
