@@ -13,9 +13,12 @@ out is at least D0 + 2 rho' away from x0, rho' = rho or, when the list is full, 
 from D0 to the first triangle left out. While the row stays within rho' of x0 (delta =
 |x - x0|), its closest triangle is in the list (it is within D0 + 2 delta of x0), and since
 d_j(x) >= d_j(x0) - delta the scan of the sorted list stops at the first candidate with
-d_j(x0) - delta >= the best distance found so far. Rows that move farther are rebuilt by an
-exact ring search of a uniform grid of triangle centroids (|x - c| - r lower-bounds the
-distance to a triangle of centroid c and circumradius-bound r).
+d_j(x0) - delta >= the best distance found so far. The distance to a triangle is convex in x,
+so also d_j(x) >= d_j(x0) + g_j . (x - x0), g_j the unit vector from the closest point on
+triangle j to x0 (kept per candidate): a candidate is evaluated only when both bounds leave it
+a chance, which skips most near-ties. Rows that move farther than rho' are rebuilt by an exact
+ring search of a uniform grid of triangle centroids (|x - c| - r lower-bounds the distance to a
+triangle of centroid c and largest centroid-to-corner distance r).
 """
 
 from __future__ import annotations
@@ -29,9 +32,6 @@ from numba import njit, prange
 from torch import Tensor
 
 from .spatial import Primitives
-
-_PAR = dict(cache=True, nogil=True, fastmath=False)
-
 
 @njit(cache=True, inline="always")
 def _closest(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz, abab, abac, acac):
@@ -160,7 +160,7 @@ def _build(p, b, rho, limit0, k, geo, cen, rad, origin, dims, cell, rmax, cstart
     return n, r, n_eval
 
 
-@njit(parallel=True, **_PAR)
+@njit(parallel=True, cache=True, nogil=True)
 def _query(xs, rows, seg, x0, rho, cnt, ids, dc, gd, rho_new, k, geo, cen, rad, origin, dims, cell, rmax, cstart,
            cbase, ctris, out_d, out_p, out_t, n_eval, rebuilt, n_build):
     n = len(rows)
