@@ -106,24 +106,18 @@ def test_scan_metrics_search_option(small_pairs):
             for i, p in enumerate(pairs)]
     samples = [Sample(sample_id=f"p{i}", scan_vertices=p.scan, scan_landmarks7=p.scan_landmarks7,
                       meta={"scan_nose_tip": p.scan_nose_tip}) for i, p in enumerate(pairs)]
-    res = {}
-    for search in ("kdtree", "grid"):
-        m = MICCRMSE(search=search, max_iter=12)
-        m.update(recs, samples)
-        res[search] = m.compute().per_sample["rmse"]
-    assert res["kdtree"].keys() == res["grid"].keys() and len(res["grid"]) == len(pairs)
-    assert max(abs(res["kdtree"][k] - res["grid"][k]) for k in res["grid"]) < 1e-9
-    with pytest.raises(ValueError, match="search must be"):
-        MICCRMSE(search="octree")
-    res = {}
-    for search in ("numba", "grid"):  # the same for NoW's searches
-        m = NoWScanToMesh(search=search, max_iter=12)
-        m.update(recs, samples)
-        res[search] = m.compute().per_sample["mean"]
-    assert res["numba"].keys() == res["grid"].keys() and len(res["grid"]) == len(pairs)
-    assert max(abs(res["numba"][k] - res["grid"][k]) for k in res["grid"]) < 1e-9
-    with pytest.raises(ValueError, match="search must be"):
-        NoWScanToMesh(search="kdtree")
+    for cls, key, searches, foreign in ((MICCRMSE, "rmse", ("kdtree", "grid"), "octree"),
+                                        (NoWScanToMesh, "mean", ("numba", "grid"), "kdtree")):
+        res = {}
+        for search in searches:
+            m = cls(search=search, max_iter=12)
+            m.update(recs, samples)
+            res[search] = m.compute().per_sample[key]
+        one, two = (res[k] for k in searches)
+        assert one.keys() == two.keys() and len(two) == len(pairs)
+        assert max(abs(one[k] - two[k]) for k in two) < 1e-9
+        with pytest.raises(ValueError, match="search must be"):
+            cls(search=foreign)
 
 
 @pytest.mark.parametrize("backend", ["torch", "reference"])

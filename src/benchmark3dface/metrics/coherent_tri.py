@@ -267,10 +267,9 @@ class CoherentTriangleQuery:
         h = float(cell) if cell is not None else 2.0 * sp
         if not (self.rho > 0 and h > 0):
             raise ValueError(f"rho and cell must be > 0, got {self.rho}, {h}")
-        a, b, c = (t.detach().to(torch.float64).numpy() for t in prims.corners)
-        ab, ac = b - a, c - a
-        self.geo = np.ascontiguousarray(np.concatenate(
-            [a, ab, ac, (ab * ab).sum(1)[:, None], (ab * ac).sum(1)[:, None], (ac * ac).sum(1)[:, None]], 1))
+        # one row per triangle: corner a, edges ab, ac and their dot products (Primitives' SoA)
+        self.geo = torch.stack([*prims.a, *prims.ab, *prims.ac, prims.abab, prims.abac, prims.acac], 1).detach() \
+            .to(torch.float64).contiguous().numpy()
         self.cen = np.ascontiguousarray(prims.centres.detach().to(torch.float64).numpy())
         self.rad = np.ascontiguousarray(prims.radius.detach().to(torch.float64).numpy())
         self._grid(h)

@@ -5,8 +5,9 @@ Same algorithm, step for step, as ``reference.py`` (crop, initial similarity, IC
 same stopping rule, final distances); the speed comes from evaluating all pairs together and
 from temporal coherence: each ICP iteration's closest points are proven exact from what the
 previous iterations found, and searched again only where that proof fails
-(``spatial.CoherentVertexQuery`` with scipy KD-trees for MICC on the CPU;
-``spatial.ClosestQuery``, plain torch, for NoW and on CUDA).
+(``spatial.CoherentVertexQuery`` with scipy KD-trees for MICC on the CPU,
+``coherent_tri.CoherentTriangleQuery`` compiled with numba for NoW on the CPU,
+``spatial.ClosestQuery``, plain torch, for both on CUDA).
 
 Units: millimetres. Similarities ``(s, R, t)`` map prediction -> scan: ``y = s R x + t``.
 """
@@ -14,6 +15,7 @@ Units: millimetres. Similarities ``(s, R, t)`` map prediction -> scan: ``y = s R
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -21,6 +23,9 @@ from torch import Tensor
 from .geometry import inverse_similarity, similarity_from_landmarks, vertex_normals
 from .reference import FitOptions
 from .spatial import ClosestQuery, CoherentVertexQuery, Primitives, morton_order
+
+if TYPE_CHECKING:  # numba is imported only when the NoW CPU search runs
+    from .coherent_tri import CoherentTriangleQuery
 
 #: closest-vertex searches of the MICC torch path (see ``micc_fit_torch``)
 SEARCHES = ("auto", "kdtree", "grid")
@@ -32,6 +37,12 @@ def check_search(search: str, choices: tuple[str, ...] = SEARCHES) -> str:
     if search not in choices:
         raise ValueError(f"search must be one of {choices}, got {search!r}")
     return search
+
+
+def _cpu_search(search: str, choices: tuple[str, ...], dev: torch.device) -> bool:
+    """Whether ``search`` (one of ``choices``: auto, the CPU-only search, grid) picks the CPU-only
+    search: when named, or for ``auto`` on the CPU."""
+    return check_search(search, choices) == choices[1] or (search == "auto" and dev.type == "cpu")
 
 
 @dataclass
@@ -91,7 +102,7 @@ def _umeyama_from_moments(n: Tensor, sp: Tensor, sy: Tensor, syp: Tensor, spp: T
     return sc, rot, t, resid
 
 
-def icp_batched(query: ClosestQuery | CoherentVertexQuery, scan: Tensor, offsets: list[int], p_ref: Tensor,
+def icp_batched(query: ClosestQuery | CoherentVertexQuery | CoherentTriangleQuery, scan: Tensor, offsets: list[int], p_ref: Tensor,
                 init: tuple[Tensor, Tensor, Tensor], opts: FitOptions) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """ICP of fixed predictions (behind ``query``) onto flat scan rows, pair b owning rows
     ``offsets[b]:offsets[b+1]``; ``p_ref`` (B, 3) a fixed point of each prediction (centroid).
@@ -250,7 +261,7 @@ def micc_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sc
     pts, orders = _sorted(pts)
     flat, seg = _flatten(pts)
     offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in pts]), 0).tolist()
-    if check_search(search) == "kdtree" or (search == "auto" and dev.type == "cpu"):
+    if _cpu_search(search, SEARCHES, dev):
         query = CoherentVertexQuery(prims, len(flat), **query_kw)
     else:
         query = ClosestQuery(prims, len(flat), **query_kw)
@@ -291,7 +302,7 @@ def now_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sca
     pts, orders = _sorted(pts)
     flat, seg = _flatten(pts)
     offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in pts]), 0).tolist()
-    if check_search(search, NOW_SEARCHES) == "numba" or (search == "auto" and dev.type == "cpu"):
+    if _cpu_search(search, NOW_SEARCHES, dev):
         from .coherent_tri import CoherentTriangleQuery
 
         query = CoherentTriangleQuery(prims, len(flat), **query_kw)
