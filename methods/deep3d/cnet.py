@@ -18,7 +18,7 @@ from .losses import DengLoss, resolve_weights
 from .method import PerceptualMixin, sample_ids
 from .networks import AGGREGATIONS, CNet, RNet, aggregate_identity, coefficient_output_scale
 
-CONFIGS = {"quick": "../../experiments/quick/deep3d_cnet.yaml", "paper": "../../experiments/paper/deep3d_cnet.yaml"}
+CONFIGS = {"quick": "configs/cnet_quick.yaml", "paper": "configs/cnet_paper.yaml"}  # package data, see method.py
 
 
 def load_rnet_checkpoint(path: str | Path, layout) -> tuple[RNet, str]:

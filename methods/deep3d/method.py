@@ -17,8 +17,9 @@ from .evaluate import true_error
 from .losses import DengLoss, resolve_weights
 from .networks import RNet, coefficient_output_scale
 
-#: profile -> LightningCLI config, relative to this package's directory (methods/deep3d/)
-CONFIGS = {"quick": "../../experiments/quick/deep3d.yaml", "paper": "../../experiments/paper/deep3d.yaml"}
+#: profile -> LightningCLI config, relative to this package's directory: package data under
+#: configs/, so they are found in a non-editable install too (experiments/*/deep3d.yaml link here)
+CONFIGS = {"quick": "configs/quick.yaml", "paper": "configs/paper.yaml"}
 
 
 def sample_ids(batch: Sample) -> list[str]:

@@ -16,6 +16,13 @@ For a batch of images (each one an independent problem, optimised together):
 
 Defaults (Adam on normalised parameters, cosine-decayed learning rate): 150 landmark steps at
 lr 0.05, then 40 photometric steps at lr 0.05 rendered at 128 px. See docs/methods/fitting.md.
+
+Sets and multi-view samples (``eval_kinds`` includes ``multiview``): every view is fitted on its
+own (one problem per image, as for single images), ``per_view`` holds the per-view faces and the
+aggregated face is the front view's (``aggregate="front"``) or the mean of the per-view
+identities with a neutral expression in the front view's pose (``aggregate="mean_identity"``).
+``fit(..., views=V)`` ties the identity, expression, albedo and lighting of every V consecutive
+images (the multi-view baseline ``fitting_mv``, multiview.py).
 """
 
 from __future__ import annotations
@@ -50,9 +57,12 @@ from .objective import (
     resolve_weights,
     total,
 )
-from .optimize import OPTIMIZERS, Stage, run_stage
+from .optimize import OPTIMIZERS, Stage, group_mask, run_stage
 
 SKIN_SOURCES = ("auto", "sample", "model", "none")
+AGGREGATES = ("front", "mean_identity")
+#: coefficient groups one multi-view problem shares across its views (the pose is per view)
+SHARED_GROUPS = ("id", "exp", "tex", "sh")
 
 
 def _ids(batch: Sample) -> list[str]:
@@ -96,7 +106,8 @@ class Fitting(ReconstructionMethod):
             coefficients in closed form (alternating ridge least squares, ``appearance.py``).
     """
 
-    spec = MethodSpec(name="fitting", input_kind="single", requires=(), trainable=False,
+    spec = MethodSpec(name="fitting", input_kind="single", requires=(), inputs=("image", "lm68", "lm5"),
+                      trainable=False, eval_kinds=("single", "multiview"),
                       outputs=("mesh", "landmarks2d", "albedo"),
                       description="per-image analysis-by-synthesis on Deng'19's losses (landmarks, then photometric)",
                       paper="baseline (optimisation; losses of Deng et al. 2019)")
@@ -105,12 +116,15 @@ class Fitting(ReconstructionMethod):
                  landmark_iters: int = 150, landmark_lr: float = 0.05, photo_iters: int = 40,
                  photo_lr: float = 0.05, optimizer: str = "adam", fit_size: int | None = 128,
                  loss_weights: Mapping[str, float] | None = None, reg_weights: Mapping[str, float] | None = None,
-                 skin_source: str = "auto", keep_best: bool = True, appearance_init: bool = True):
+                 skin_source: str = "auto", keep_best: bool = True, appearance_init: bool = True,
+                 aggregate: str = "front"):
         # settings are checked before the (slower) face model is loaded
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"fitting: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if skin_source not in SKIN_SOURCES:
             raise ValueError(f"fitting: skin_source must be one of {SKIN_SOURCES}, got {skin_source!r}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"fitting: aggregate must be one of {AGGREGATES}, got {aggregate!r}")
         if fit_size is not None and fit_size < 16:
             raise ValueError(f"fitting: fit_size must be >= 16 px (or None), got {fit_size}")
         weights = resolve_weights(loss_weights, DEFAULT_WEIGHTS, "fitting loss term")
@@ -128,6 +142,9 @@ class Fitting(ReconstructionMethod):
         self.skin_source = skin_source
         self.keep_best = keep_best
         self.appearance_init = appearance_init
+        self.aggregate = aggregate
+        #: views whose identity / expression / albedo / light are tied in one problem (1: none)
+        self.tie_views = False
 
     # ------------------------------------------------------------------ pieces
     def initial_coeffs(self, target: LandmarkTarget | None, batch_size: int, camera: PerspectiveCamera,
@@ -148,7 +165,7 @@ class Fitting(ReconstructionMethod):
     def attention(self, batch: Sample, image: Tensor, lm5: Tensor | None) -> Tensor:
         """(B, H, W) Deng skin attention at the input size (see ``skin_source``)."""
         b, _, h, w = image.shape
-        skin = _stacked(batch.skin_mask, "skin_mask")
+        skin = _stacked(batch.skin_mask, "skin_mask") if "skin_mask" in batch.present() else None
         if self.skin_source == "none":
             return image.new_ones(b, h, w)
         if skin is not None and self.skin_source in ("auto", "sample"):
@@ -169,12 +186,17 @@ class Fitting(ReconstructionMethod):
         out[:, sl] = out[:, sl].clamp(0.0, 1.0)
         return out
 
-    def fit(self, image: Tensor, target: LandmarkTarget | None, attention: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def fit(self, image: Tensor, target: LandmarkTarget | None, attention: Tensor,
+            views: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
         """Fit coefficients to (B, 3, S, S) images.
 
         Args:
             image: input images in [0, 1]; target: landmarks in input pixels (or None);
             attention: (B, S, S) skin attention.
+            views: tie every ``views`` consecutive images into one problem: their
+                ``SHARED_GROUPS`` coefficients (identity, expression, albedo, SH light) are the
+                mean over the views (so they move together), the pose is per view, and the
+                objective of each image is the mean of its problem's (1: independent images).
         Returns:
             coefficients (B, C) and per-image diagnostics: ``landmark_rms_px`` (input pixels,
             NaN without landmarks), ``photometric`` (colour units at the fit size), ``loss``
@@ -182,8 +204,21 @@ class Fitting(ReconstructionMethod):
         """
         fm = self.facemodel
         b, _, size, _ = image.shape
+        if views < 1 or b % views:
+            raise ValueError(f"fitting: {b} images are not groups of {views} views")
         cam = PerspectiveCamera.deng(size)
-        coeffs = self.initial_coeffs(target, b, cam, image.device)
+        shared = group_mask(fm.layout, SHARED_GROUPS, image.device).bool()
+
+        def tie(c: Tensor) -> Tensor:
+            if views == 1:
+                return c
+            mean = c.reshape(-1, views, c.shape[-1]).mean(1, keepdim=True).expand(-1, views, -1).reshape(c.shape)
+            return torch.where(shared, mean, c)
+
+        def share(loss: Tensor) -> Tensor:
+            return loss if views == 1 else loss.reshape(-1, views).mean(1).repeat_interleave(views)
+
+        coeffs = tie(self.initial_coeffs(target, b, cam, image.device))
         lm_decoder = LandmarkDecoder(fm)
         fs = size if self.fit_size is None else min(size, int(self.fit_size))
         if fs != size:
@@ -195,17 +230,19 @@ class Fitting(ReconstructionMethod):
         use_lm = target is not None and self.weights["landmark"] != 0
 
         def landmark_objective(c: Tensor) -> Tensor:
+            c = tie(c)
             terms = {"reg": coefficient_prior(c, fm, self.reg_weights),
                      "landmark": landmark_term(lm_decoder(c, cam), target)}
-            return total(terms, self.weights)
+            return share(total(terms, self.weights))
 
         def photometric_objective(c: Tensor) -> Tensor:
+            c = tie(c)
             photo, geo, _ = photometric_terms(c, fm, img_fit, att_fit)
             terms = {"photo": photo, "reg": coefficient_prior(c, fm, self.reg_weights),
                      **appearance_priors(c, fm, geo.albedo)}
             if use_lm:
                 terms["landmark"] = landmark_term(geo.landmarks2d * (size / fs), target)
-            return total(terms, self.weights)
+            return share(total(terms, self.weights))
 
         last = coeffs.new_full((b,), float("nan"))
         diag: dict[str, Tensor] = {}
@@ -214,10 +251,11 @@ class Fitting(ReconstructionMethod):
                 continue  # nothing to fit the landmarks to
             t0 = time.perf_counter()
             if stage.photometric and self.appearance_init and stage.iterations > 0:
-                coeffs = init_appearance(coeffs, fm, img_fit, att_fit)
+                coeffs = tie(init_appearance(coeffs, fm, img_fit, att_fit))
             objective = photometric_objective if stage.photometric else landmark_objective
             coeffs, loss = run_stage(coeffs, objective, stage, fm.layout, self.optimizer_name,
                                      keep_best=self.keep_best, project=self._project)
+            coeffs = tie(coeffs)
             if stage.iterations > 0:
                 last = loss
             diag[f"seconds_{stage.name}"] = coeffs.new_full((b,), (time.perf_counter() - t0) / b)
@@ -237,34 +275,90 @@ class Fitting(ReconstructionMethod):
         if batch.image is None:
             raise ValueError("fitting needs the batch's images")
         ids = _ids(batch)
+        if batch.image.ndim == 5 or (batch.image.ndim == 4 and len(ids) == 1 and batch.image.shape[1] == 3
+                                      and _kind(batch) in ("set", "multiview")):
+            return self.reconstruct_views(batch)
+        coeffs, faces, extras = self._fit_images(batch, ids, batch.image, batch.lm68, batch.lm5, 1)
+        return [Reconstruction(sid, [face], extras=extras[i]) for i, (sid, face) in enumerate(zip(ids, faces))]
+
+    def reconstruct_views(self, batch: Sample) -> list[Reconstruction]:
+        """Sets / multi-view samples ``(B, V, 3, S, S)``: one fit per view (tied across the views
+        when ``tie_views``), ``per_view`` faces, and the aggregated face (``aggregate``)."""
+        ids = _ids(batch)
+        image = batch.image if batch.image.ndim == 5 else batch.image[None]
+        b, v = image.shape[:2]
+        flat = image.reshape(b * v, *image.shape[2:])
+
+        def views_of(x: Tensor | None, k: int) -> Tensor | None:
+            return None if x is None else _stacked(x, "landmarks").reshape(b * v, k, 2)
+
+        unit_ids = [f"{sid}#v{k}" for sid in ids for k in range(v)]
+        coeffs, faces, extras = self._fit_images(batch, unit_ids, flat, views_of(batch.lm68, 68),
+                                                 views_of(batch.lm5, 5), v if self.tie_views else 1)
+        kind = _kind(batch)
+        front = v // 2 if kind == "multiview" else 0
+        out = []
+        for i, sid in enumerate(ids):
+            per_view = faces[i * v:(i + 1) * v]
+            if self.aggregate == "mean_identity":
+                lay = self.facemodel.layout
+                c = coeffs[i * v + front].clone()
+                c[lay.slice("id")] = coeffs[i * v:(i + 1) * v, lay.slice("id")].mean(0)
+                c[lay.slice("exp")] = 0
+                agg = self.faces_from_coeffs(c[None], PerspectiveCamera.deng(int(flat.shape[-1])))[0]
+            else:
+                agg = per_view[front]
+            ex = {"coeffs": coeffs[i * v:(i + 1) * v].cpu(), "aggregate": self.aggregate, "tied_views": self.tie_views,
+                  "fit_seconds": sum(e["fit_seconds"] for e in extras[i * v:(i + 1) * v])}
+            out.append(Reconstruction(sid, [agg], per_view=per_view, extras=ex))
+        return out
+
+    def _fit_images(self, batch: Sample, ids: list[str], images: Tensor, lm68: Tensor | None, lm5: Tensor | None,
+                    views: int) -> tuple[Tensor, list, list[dict[str, Any]]]:
+        """Fit (N, 3, S, S) images (``views``: see ``fit``) -> coefficients, faces, extras."""
         t0, c0 = time.perf_counter(), time.process_time()
         # evaluation loops run under inference mode; fitting needs autograd (and normal tensors)
         with torch.inference_mode(False), torch.enable_grad():
             dev = self.facemodel.mean_shape.device
-            image = batch.image.clone().to(dev, torch.float32)
+            image = images.clone().to(dev, torch.float32)
             if image.ndim == 3:
                 image = image[None]
             if image.ndim != 4 or image.shape[1] != 3 or image.shape[-1] != image.shape[-2]:
                 raise ValueError(f"fitting needs square RGB images (B, 3, S, S), got {tuple(image.shape)}")
             size = image.shape[-1]
-            lm68 = _batched(_stacked(batch.lm68, "lm68"), 2, dev)
-            lm5 = _batched(_stacked(batch.lm5, "lm5"), 2, dev)
-            vis = _batched(_stacked(batch.lm68_visible, "lm68_visible"), 1, dev)
+            lm68 = _batched(_stacked(lm68, "lm68"), 2, dev)
+            lm5 = _batched(_stacked(lm5, "lm5"), 2, dev)
+            vis = None
+            if "lm68_visible" in batch.present() and views == 1 and image.shape[0] == len(_ids(batch)):
+                vis = _batched(_stacked(batch.lm68_visible, "lm68_visible"), 1, dev)
             lm5_att = lm5 if lm5 is not None else (lm68_to_lm5(lm68.float()) if lm68 is not None else None)
             target = landmark_target(None if lm68 is None else lm68.float(), vis,
                                      None if lm5 is None else lm5.float(), size)
-            attention = self.attention(batch, image, lm5_att).clone()
-            coeffs, diag = self.fit(image, target, attention)
+            skin_view = batch if image.shape[0] == len(_ids(batch)) else _NoSkin()
+            attention = self.attention(skin_view, image, lm5_att).clone()
+            coeffs, diag = self.fit(image, target, attention, views=views)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         faces = self.faces_from_coeffs(coeffs, PerspectiveCamera.deng(size))
         init = "none" if target is None else ("lm5" if target.five else "lm68")
-        out = []
-        for i, (sid, face) in enumerate(zip(ids, faces)):
-            extras = {"coeffs": coeffs[i].cpu(), "fit_seconds": seconds / len(ids), "fit_batch_seconds": seconds,
-                      "fit_cpu_seconds": cpu / len(ids), "fit_batch_size": len(ids), "fit_landmarks": init,
-                      **{f"fit_{k}": float(v[i]) for k, v in diag.items()}}
-            out.append(Reconstruction(sid, [face], extras=extras))
-        return out
+        n = len(ids)
+        extras = [{"coeffs": coeffs[i].cpu(), "fit_seconds": seconds / n, "fit_batch_seconds": seconds,
+                   "fit_cpu_seconds": cpu / n, "fit_batch_size": n, "fit_landmarks": init,
+                   **{f"fit_{k}": float(v[i]) for k, v in diag.items()}} for i in range(n)]
+        return coeffs, faces, extras
 
 
-__all__ = ["SKIN_SOURCES", "Fitting"]
+class _NoSkin:
+    """A stand-in batch without a skin mask (views flattened from a set / multi-view batch)."""
+
+    skin_mask = None
+
+    def present(self) -> list[str]:
+        return []
+
+
+def _kind(batch: Sample) -> str:
+    k = batch.kind
+    return k if isinstance(k, str) else (k[0] if k else "single")
+
+
+__all__ = ["AGGREGATES", "SHARED_GROUPS", "SKIN_SOURCES", "Fitting"]

@@ -94,11 +94,12 @@ def test_mtcnn_path_and_no_face(tmp_path, photos):
                   "--landmarks", "detect", "--size", "128"])
     assert rc == 1
     info = json.loads((out / "015259.json").read_text())
-    assert info["landmarks_source"] == "mtcnn" and info["detection"]["score"] > 0.9
+    # the detector: BlazeFace + face-api 68 points when their weights are cached, else MTCNN
+    assert info["landmarks_source"] in ("mtcnn", "blazeface+faceapi68") and info["detection"]["score"] > 0.85
     ref = np.loadtxt(photos / "015259.txt")
     detected = np.array(info["lm5_input_photo_px"])
     eye_dist = np.linalg.norm(ref[1] - ref[0])
-    # MTCNN's points, mapped to the crop and back, agree with the reference points
+    # the detected points, mapped to the crop and back, agree with the reference points
     assert np.linalg.norm(detected - ref, axis=1).max() < 0.15 * eye_dist
     assert not (out / "blank.obj").exists()
 

@@ -32,7 +32,7 @@ def _lm7(p):
 
 @pytest.mark.parametrize("search", ["kdtree", "grid"])
 def test_micc_torch_matches_reference_on_100_pairs(small_pairs, search):
-    opts = FitOptions(max_iter=12)
+    opts = FitOptions(max_iter=12, n_starts=2)  # two starts: the multi-start and refinement paths too
     fit = micc_fit_torch([p.pred_vertices for p in small_pairs], [p.pred_triangles for p in small_pairs],
                          [p.scan for p in small_pairs], [p.scan_nose_tip for p in small_pairs],
                          pred_lm=[_lm7(p) for p in small_pairs], scan_lm=[p.scan_landmarks7 for p in small_pairs],
@@ -51,7 +51,7 @@ def test_micc_torch_matches_reference_on_100_pairs(small_pairs, search):
 
 @pytest.mark.parametrize("search", ["numba", "grid"])
 def test_now_torch_matches_reference_on_100_pairs(small_pairs, search):
-    opts = FitOptions(max_iter=12)
+    opts = FitOptions(max_iter=12, n_starts=2)  # two starts: the multi-start and refinement paths too
     fit = now_fit_torch([p.pred_vertices for p in small_pairs], [p.pred_triangles for p in small_pairs],
                         [p.scan for p in small_pairs], [p.scan_landmarks7 for p in small_pairs],
                         [_lm7(p) for p in small_pairs], opts=opts, search=search)
@@ -148,7 +148,7 @@ def test_now_self_is_zero_and_metrical_sees_scale(backend):
     rigid = gt.vertices @ r.T + t
     recs = [_rec(moved, gt, "scaled"), _rec(rigid, gt, "rigid")]
     samples = [_sample(gt, scan, "scaled"), _sample(gt, scan, "rigid")]
-    now = NoWScanToMesh(backend=backend)
+    now = NoWScanToMesh(backend=backend, n_starts=1)
     now.update(recs, samples)
     res = now.compute()
     assert res.per_sample["mean"]["scaled"] < 1e-6 and res.per_sample["mean"]["rigid"] < 1e-6

@@ -19,7 +19,8 @@ PLUGIN = textwrap.dedent('''
 
 
     class ExternalMeanFace(ReconstructionMethod):
-        spec = MethodSpec(name="ext_plugin", input_kind="single", requires=("lm68",), trainable=False,
+        spec = MethodSpec(name="ext_plugin", input_kind="single", requires=("lm68",), inputs=("image", "lm68"),
+                          trainable=False,
                           description="external test plugin")
 
         def reconstruct(self, batch):
@@ -66,7 +67,8 @@ def test_external_plugin_listed(plugin_path, tmp_path):
 def test_external_plugin_runs_through_benchmark(plugin_path, tmp_path):
     db = tmp_path / "lb.sqlite"
     out = _b3f(["benchmark", "--methods", "ext_plugin", "--test-size", "6", "--image-size", "64",
-                "--db", str(db), "--out", str(tmp_path / "out"), "--no-wandb"], plugin_path, tmp_path)
+                "--db", str(db), "--out", str(tmp_path / "out"), "--no-wandb", "--landmarks", "gt_noise"],
+               plugin_path, tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     from benchmark3dface.leaderboard import open_store
 

@@ -22,7 +22,7 @@ PLUGIN = textwrap.dedent('''
 
 
     class ExtBase(ReconstructionMethod):
-        spec = MethodSpec(name="ext_base", input_kind="single", requires=("lm68",),
+        spec = MethodSpec(name="ext_base", input_kind="single", requires=("lm68",), inputs=("image", "lm68"),
                           configs={"quick": "quick.yaml"}, description="trainable test plugin")
 
         def __init__(self, target: float = 0.5, **kw):
@@ -52,7 +52,8 @@ PLUGIN = textwrap.dedent('''
 
 
     class ExtDependent(ExtBase):
-        spec = MethodSpec(name="ext_dependent", input_kind="single", requires=("lm68",), trainable=False,
+        spec = MethodSpec(name="ext_dependent", input_kind="single", requires=("lm68",), inputs=("image", "lm68"),
+                          trainable=False,
                           checkpoint_args={"base_checkpoint": "ext_base"}, description="needs ext_base")
 
         def __init__(self, base_checkpoint: str, **kw):
@@ -96,7 +97,7 @@ def site(tmp_path: Path) -> Path:
 def _bench(site: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(site), WANDB_MODE="disabled")
     args = ["benchmark", "--test-size", "4", "--image-size", "48", "--db", str(tmp_path / "lb.sqlite"),
-            "--out", str(tmp_path / "out"), "--no-wandb", "--no-report", *extra]
+            "--out", str(tmp_path / "out"), "--no-wandb", "--no-report", "--landmarks", "gt_noise", *extra]
     out = subprocess.run([sys.executable, "-m", "benchmark3dface", *args], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -37,7 +37,7 @@ def run(fm, ckpt_dir: Path, stop: int | None = None, ckpt_path: str | None = Non
     if stop is not None:
         callbacks.append(StopAt(stop))
     trainer = L.Trainer(max_steps=STEPS, callbacks=callbacks, **QUIET)
-    trainer.fit(model, dm, ckpt_path=ckpt_path)
+    trainer.fit(model, dm, ckpt_path=ckpt_path, weights_only=True)
     return state_of(model), hist, trainer
 
 

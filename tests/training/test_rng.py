@@ -49,7 +49,7 @@ def train(tmp_path, with_rng: bool, stop: int | None = None, ckpt: str | None = 
         cbs.append(RNGStateCheckpoint())
     if stop:
         cbs.append(StopAt(stop))
-    L.Trainer(max_steps=10, callbacks=cbs, **QUIET).fit(model, ckpt_path=ckpt)
+    L.Trainer(max_steps=10, callbacks=cbs, **QUIET).fit(model, ckpt_path=ckpt, weights_only=True)
     return state_of(model)
 
 

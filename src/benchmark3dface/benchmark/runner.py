@@ -3,15 +3,18 @@
 For each method (an installed plugin): resolve its config for the profile, derive the run key
 (method, config hash, seed, dataset, split, protocol), skip it when the store already holds
 finished runs for every protocol, otherwise train it (trainable methods; resuming from the last
-checkpoint of an interrupted run), evaluate it with the protocols of its input kind on the
-shared test set, and store one leaderboard run per protocol.
+checkpoint of an interrupted run), evaluate it on every test set its ``MethodSpec.eval_kinds``
+names (default: the test set of its input kind; e.g. ``fitting`` also on the multi-view
+triplets, the baselines also on the weak-perspective ``single_weak`` set) with that test set's
+protocols, and store one leaderboard run per (test set, protocol): each test set is its own
+leaderboard dataset (``profile.dataset_name(key)``). Training annotations (``requires``) are
+checked against the training data, never against the test sets.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
 import platform
 import subprocess
 import time
@@ -21,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from ..evaluation.inputs import uses_ground_truth
+from ..evaluation.landmarks import ROW_SUFFIX
 from ..methods.registry import installed_methods
 from .profile import BenchmarkProfile
 
@@ -35,6 +39,7 @@ class MethodOutcome:
     train_seconds: float = 0.0
     eval_seconds_per_sample: float = 0.0
     results: dict[str, Any] = field(default_factory=dict)  # protocol -> ProtocolResult
+    dataset: str = ""  # the leaderboard dataset (test set) of this outcome
 
 
 def git_commit() -> str:
@@ -69,7 +74,9 @@ def method_config(cls, profile: str) -> tuple[dict[str, Any], Path | None]:
         path = (Path(importlib.import_module(cls.__module__).__file__).parent / rel).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"method {cls.spec.name!r}: config for profile {profile!r} not found at {path}")
-    return yaml.safe_load(path.read_text()) or {}, path
+    from ..training.configs import resolve_config
+
+    return resolve_config(path), path
 
 
 class BenchmarkRunner:
@@ -102,8 +109,32 @@ class BenchmarkRunner:
         self.variants = {k: (Path(v[0]), v[1]) for k, v in (variants or {}).items()}
         self._test_modules: dict[str, Any] = {}
         self._checkpoints: dict[str, Path] = {}
+        self._landmark_sources: dict[str, Any] = {}
+        self._gallery_ids: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ public
+    def plan(self, methods: list[str] | None = None) -> list[str]:
+        """What ``run(methods)`` will do, as lines for the terminal."""
+        installed = installed_methods()
+        names = methods or list(installed)
+        lines = []
+        for key, ts in self.profile.test_sets.items():
+            protos = ", ".join(self.profile.protocol_specs(key)) or "-"
+            opts = f" ({', '.join(f'{k}={v}' for k, v in ts.options.items())})" if ts.options else ""
+            lines.append(f"test set {self.profile.dataset_name(key)}: {ts.size} {self.profile.kind_of(key)} "
+                         f"samples{opts}; protocols: {protos}")
+        src = self.profile.landmarks
+        lines.append(f"test-time landmarks: {src if isinstance(src, str) else json.dumps(src)} "
+                     "(ground-truth landmarks only in rows marked ORACLE)")
+        rows = []
+        for n in names:
+            if n not in installed:
+                continue
+            rows.append(n)
+            rows += [f"{n}{ROW_SUFFIX.get(_source_name(v), '')}" for v in self.profile.input_variants.get(n, [])]
+        lines.append(f"methods ({len(rows)} rows): {', '.join(rows)}")
+        return lines
+
     def run(self, methods: list[str] | None = None) -> list[MethodOutcome]:
         self._installed = installed_methods()
         names = methods or list(self._installed)
@@ -111,29 +142,57 @@ class BenchmarkRunner:
         if missing:
             raise ValueError(f"methods not installed: {missing}; installed: {sorted(self._installed)}")
         outcomes = []
-        for name in names:
+        jobs = [(name, None) for name in names]
+        for name in names:  # oracle-input variants named in the profile (e.g. fitting with GT landmarks)
+            jobs += [(name, lm) for lm in self.profile.input_variants.get(name, [])]
+        for name, landmarks in jobs:
+            label = name if landmarks is None else f"{name}{ROW_SUFFIX.get(_source_name(landmarks), '')}"
             try:
-                outcomes.append(self.run_method(self._installed[name].load()))
-            except Exception as exc:  # one broken method never stops the board
-                outcomes.append(MethodOutcome(name, "failed", f"{type(exc).__name__}: {exc}"))
-                (self.out_dir / name).mkdir(parents=True, exist_ok=True)
-                (self.out_dir / name / "error.log").write_text(traceback.format_exc())
+                cls = self._installed[name].load()
+                keys = self.test_keys(cls.spec, landmarks)
+            except Exception as exc:
+                outcomes.append(self._failed(label, "", exc))
+                continue
+            if not keys:
+                outcomes.append(MethodOutcome(label, "incompatible", f"profile {self.profile.name!r} has no test set "
+                                              f"among its eval kinds {list(cls.spec.eval_kinds)}"))
+            for key in keys:
+                try:
+                    outcomes.append(self.run_method(cls, landmarks=landmarks, key=key))
+                except Exception as exc:  # one broken method never stops the board
+                    outcomes.append(self._failed(label, self.profile.dataset_name(key), exc))
         return outcomes
 
-    def prepare(self, cls, variant: bool = True) -> dict[str, Any]:
+    def _failed(self, label: str, dataset: str, exc: Exception) -> MethodOutcome:
+        where = self.out_dir / label
+        where.mkdir(parents=True, exist_ok=True)
+        (where / (f"error-{dataset}.log" if dataset else "error.log")).write_text(traceback.format_exc())
+        return MethodOutcome(label, "failed", f"{type(exc).__name__}: {exc}", dataset=dataset)
+
+    def test_keys(self, spec, landmarks: Any = None) -> list[str]:
+        """The profile's test sets a method is evaluated on (``MethodSpec.eval_kinds``); an
+        oracle-input landmark variant runs on the test set of its input kind only."""
+        keys = self.profile.test_sets_for(spec)
+        if landmarks is not None:
+            keys = [k for k in keys if k == spec.input_kind]
+        return keys
+
+    def prepare(self, cls, variant: bool = True, landmarks: Any = None, key: str | None = None) -> dict[str, Any]:
         """Resolve a method's config for the profile (or its variant's config): model/data/
         trainer config, the leaderboard name, the run config (what identifies its leaderboard
-        runs), its hash and run directory."""
+        runs on test set ``key``, default its input kind's), its hash and run directory."""
         from ..leaderboard.records import config_hash
 
         spec = cls.spec
-        kind = spec.input_kind
+        kind = key or spec.input_kind
         name = spec.name
         if variant and spec.name in self.variants:
             path, name = self.variants[spec.name]
             if not path.is_file():
                 raise FileNotFoundError(f"config {path} for method {spec.name!r} not found")
-            cfg = yaml.safe_load(path.read_text()) or {}
+            from ..training.configs import resolve_config
+
+            cfg = resolve_config(path)
         else:
             cfg, _ = method_config(cls, self.profile.name)
         if spec.trainable and not cfg:
@@ -144,14 +203,38 @@ class BenchmarkRunner:
             model_args.setdefault("facemodel_path", self.profile.facemodel_path)
         for arg, dep in spec.checkpoint_args.items():
             model_args[arg] = str(self.checkpoint_of(dep))
+        if landmarks is not None:
+            name = f"{name}{ROW_SUFFIX[_source_name(landmarks)]}"
         run_config = {"method": name, "plugin": spec.name, "version": spec.version, "profile": self.profile.name,
+                      "inputs": self.inputs_record(spec, landmarks),
                       "model": model_args, "data": cfg.get("data"), "trainer": cfg.get("trainer"),
                       "max_train_steps": self.max_train_steps,
                       "test": self.profile.test_config(kind) if kind in self.profile.test_sets else None,
                       "protocols": self.profile.protocol_specs(kind)}
         chash = config_hash(json.loads(json.dumps(run_config, default=str)))
         return {"cfg": cfg, "model_args": model_args, "run_config": run_config, "hash": chash, "name": name,
-                "run_dir": self.out_dir / name / chash[:12]}
+                "run_dir": self.out_dir / name / chash[:12], "landmarks": landmarks}
+
+    def inputs_record(self, spec, landmarks: Any = None) -> dict[str, Any]:
+        """What a run's method saw at test time (stored with every leaderboard run)."""
+        rec: dict[str, Any] = {"declared": list(spec.inputs)}
+        if any(i in ("lm68", "lm5") for i in spec.inputs):
+            src = self.landmark_source(landmarks)
+            rec["landmarks"] = src.describe()
+        gt = uses_ground_truth(tuple(spec.inputs))
+        if gt or (landmarks is not None and _source_name(landmarks) != "detector"):
+            rec["oracle_input"] = gt + (["landmarks"] if landmarks is not None and _source_name(landmarks) != "detector" else [])
+        return rec
+
+    def landmark_source(self, spec: Any = None):
+        """The profile's landmark source (or ``spec``), built once per distinct spec."""
+        from ..evaluation.landmarks import build_landmark_source
+
+        spec = self.profile.landmarks if spec is None else spec
+        key = json.dumps(spec, sort_keys=True, default=str)
+        if key not in self._landmark_sources:
+            self._landmark_sources[key] = build_landmark_source(spec)
+        return self._landmark_sources[key]
 
     def checkpoint_of(self, name: str) -> Path:
         """The trained checkpoint of method ``name`` under this profile: reused when its run
@@ -169,20 +252,28 @@ class BenchmarkRunner:
             self._checkpoints[name] = ckpt
         return self._checkpoints[name]
 
-    def run_method(self, cls) -> MethodOutcome:
+    def run_method(self, cls, landmarks: Any = None, key: str | None = None) -> MethodOutcome:
+        """Train (or reuse) and evaluate one method on test set ``key`` (default: the test set
+        of its input kind) and record one leaderboard run per protocol."""
         from ..leaderboard.records import RunInfo
 
         spec = cls.spec
-        kind = spec.input_kind
-        if kind not in self.profile.test_sets:
-            return MethodOutcome(spec.name, "incompatible", f"profile {self.profile.name!r} has no {kind!r} test set")
-        test_dm = self.test_datamodule(kind)
-        missing = [a for a in spec.requires if a not in test_dm.provides]
+        key = key or spec.input_kind
+        if key not in self.profile.test_sets:
+            return MethodOutcome(spec.name, "incompatible", f"profile {self.profile.name!r} has no {key!r} test set")
+        kind = self.profile.kind_of(key)
+        dataset = self.profile.dataset_name(key)
+        test_dm = self.test_datamodule(key)
+        missing = [a for a in uses_ground_truth(tuple(spec.inputs)) if a not in test_dm.provides]
         if missing:
-            return MethodOutcome(spec.name, "incompatible", f"needs {missing}, the {kind} test set provides {test_dm.provides}")
-        prep = self.prepare(cls)
+            return MethodOutcome(spec.name, "incompatible",
+                                 f"its test-time inputs need ground truth {missing}, the {key} test set provides "
+                                 f"{test_dm.provides}", dataset=dataset)
+        if landmarks is not None and not any(i in ("lm68", "lm5") for i in spec.inputs):
+            return MethodOutcome(spec.name, "incompatible", f"variant {landmarks!r}: the method takes no landmark input",
+                                 dataset=dataset)
+        prep = self.prepare(cls, landmarks=landmarks, key=key)
         run_config, run_dir, model_args, name = prep["run_config"], prep["run_dir"], prep["model_args"], prep["name"]
-        dataset = self.profile.dataset_name(kind)
         protocols = run_config["protocols"]
         infos = {p: RunInfo(method=name, dataset=dataset, protocol=p, split="test", config=run_config,
                             seed=self.profile.seed, method_version=spec.version, git_commit=git_commit(),
@@ -194,13 +285,16 @@ class BenchmarkRunner:
             for info in infos.values():
                 info.config = dict(run_config, warnings=json.loads(noted.read_text()))
         if not self.force and infos and all(self.store.find_finished(i) for i in infos.values()):
-            return MethodOutcome(name, "skipped", "finished runs in the store (use --force to re-run)")
+            return MethodOutcome(name, "skipped", "finished runs in the store (use --force to re-run)", dataset=dataset)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
 
         t0 = time.perf_counter()
         if spec.trainable:
-            model, ckpt = self.train(cls, model_args, prep["cfg"], run_dir)
+            # one training per method config: the test sets beyond its input kind's reuse it
+            train_dir = run_dir if key == spec.input_kind else self.prepare(cls, landmarks=landmarks)["run_dir"]
+            train_dir.mkdir(parents=True, exist_ok=True)
+            model, ckpt = self.train(cls, model_args, prep["cfg"], train_dir)
             if name == spec.name:
                 self._checkpoints[spec.name] = ckpt
         else:
@@ -209,8 +303,13 @@ class BenchmarkRunner:
         warnings = list(getattr(model, "config_warnings", []) or [])
 
         t1 = time.perf_counter()
-        results, n = self.evaluate(model, kind, protocols)
+        if self.progress:
+            print(f"  {name}: evaluating on {dataset} ({', '.join(protocols)}) ...", flush=True)
+        results, n = self.evaluate(model, key, protocols, spec=spec, landmarks=landmarks, name=name,
+                                   gallery=run_dir / "gallery.pt")
         eval_s = (time.perf_counter() - t1) / max(n, 1)
+        if self.progress:
+            print(f"  {name}: evaluated {n} {kind} samples in {time.perf_counter() - t1:.0f}s", flush=True)
         for p, info in infos.items():
             info.checkpoint = str(ckpt) if ckpt else None
             info.config = dict(run_config, warnings=warnings) if warnings else run_config
@@ -219,28 +318,30 @@ class BenchmarkRunner:
             noted.write_text(json.dumps(warnings))
         elif noted.is_file():
             noted.unlink()
-        return MethodOutcome(name, "done", "; ".join(warnings), train_s, eval_s, results)
+        return MethodOutcome(name, "done", "; ".join(warnings), train_s, eval_s, results, dataset=dataset)
 
     # ------------------------------------------------------------------ stages
-    def test_datamodule(self, kind: str):
-        if kind not in self._test_modules:
+    def test_datamodule(self, key: str):
+        """The synthetic data module of test set ``key`` (built once)."""
+        if key not in self._test_modules:
             from ..data.datamodules import SyntheticDataModule
 
-            ts = self.profile.test_sets[kind]
-            dm = SyntheticDataModule(mode=kind, image_size=ts.image_size, train_size=0, val_size=0,
+            ts = self.profile.test_sets[key]
+            dm = SyntheticDataModule(mode=self.profile.kind_of(key), image_size=ts.image_size, train_size=0, val_size=0,
                                      test_size=ts.size, seed=self.profile.seed, batch_size=ts.batch_size,
                                      num_workers=self.profile.num_workers, facemodel=self.profile.facemodel,
                                      facemodel_path=self.profile.facemodel_path, options=ts.options,
                                      drop_last=False)
             dm.setup("test")
-            self._test_modules[kind] = dm
-        return self._test_modules[kind]
+            self._test_modules[key] = dm
+        return self._test_modules[key]
 
     def train(self, cls, model_args: dict[str, Any], cfg: dict[str, Any], run_dir: Path):
         import lightning as L
         from lightning.pytorch.callbacks import ModelCheckpoint
 
-        from ..training.loggers import default_loggers
+        from ..threads import training_threads
+        from ..training.loggers import LogVersionCheckpoint, default_loggers
 
         model = cls(**model_args)
         done = run_dir / "trained.json"
@@ -265,84 +366,81 @@ class BenchmarkRunner:
         threads = torch.get_num_threads()
         if trainer_args["accelerator"] == "cpu" or (trainer_args["accelerator"] == "auto" and not torch.cuda.is_available()):
             # data workers get their own cores: 2 cores + 1 worker -> 1 training thread
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+            torch.set_num_threads(training_threads(workers))  # or the user's --threads
         seed = (cfg.get("seed_everything") if isinstance(cfg.get("seed_everything"), int) else self.profile.seed)
         L.seed_everything(seed, workers=True, verbose=False)
         ckdir = run_dir / "checkpoints"
-        trainer = L.Trainer(default_root_dir=str(run_dir), enable_progress_bar=self.progress,
-                            logger=default_loggers(run_dir, cls.spec.name, use_wandb=self.use_wandb),
-                            callbacks=[ModelCheckpoint(dirpath=str(ckdir), save_last=True, save_top_k=0)],
-                            enable_model_summary=False, **trainer_args)
         last = ckdir / "last.ckpt"
+        resume = str(last) if last.is_file() else None  # a resumed run continues its CSV log version
+        callbacks = [ModelCheckpoint(dirpath=str(ckdir), save_last=True, save_top_k=0), LogVersionCheckpoint()]
+        if self.progress:  # one line per phase with ETA instead of Lightning's bar
+            from .progress import PhaseProgress
+
+            callbacks.append(PhaseProgress(run_dir.parent.name))
+        loggers = default_loggers(run_dir, cls.spec.name, use_wandb=self.use_wandb, resume_from=resume)
+        trainer = L.Trainer(default_root_dir=str(run_dir), enable_progress_bar=False, logger=loggers,
+                            callbacks=callbacks, enable_model_summary=False, **trainer_args)
         try:
-            trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+            trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
         finally:
             torch.set_num_threads(threads)
-        trainer.save_checkpoint(str(last))
+            finish_wandb(loggers)
+        trainer.save_checkpoint(str(last), weights_only=False)  # the full state (a save, not a load)
         done.write_text(json.dumps({"checkpoint": str(last), "global_step": trainer.global_step}))
         return model, last
 
-    def evaluate(self, model, kind: str, protocols: dict[str, dict[str, Any]]):
-        from ..metrics import build_protocol
+    def evaluate(self, model, key: str, protocols: dict[str, dict[str, Any]], spec=None, landmarks: Any = None,
+                 name: str | None = None, gallery: Path | None = None):
+        """Score ``model`` on the profile's test set ``key`` through the one evaluation path
+        (benchmark3dface.evaluation.loop); returns (results by protocol, samples seen)."""
+        from ..evaluation.datasets import synthetic_targets
+        from ..evaluation.loop import EvaluationPlan, run_evaluation
 
-        dm = self.test_datamodule(kind)
-        metrics = {p: build_protocol(p, **opts) for p, opts in protocols.items()}
-        device = torch.device("cuda" if torch.cuda.is_available() and self.accelerator != "cpu" else "cpu")
-        model = model.to(device).eval()
+        spec = spec or model.spec
+        kind = self.profile.kind_of(key)
+        dm = self.test_datamodule(key)
         needs_scan = any(p in SCAN_PROTOCOLS for p in protocols)
-        n = 0
-        with torch.no_grad():
-            for batch in dm.test_dataloader():
-                batch = model.transfer_batch_to_device(batch, device, 0)
-                recs = model.reconstruct(batch)
-                target = batch
-                if kind == "set":
-                    target = with_identity_gt(target, dm.facemodel)
-                if needs_scan:
-                    target = with_gt_scans(target, self.profile.scan_stride)
-                for m in metrics.values():
-                    m.update(recs, target)
-                n += len(recs)
-        return {p: m.compute() for p, m in metrics.items()}, n
+        uses_lm = any(i in ("lm68", "lm5") for i in spec.inputs)
+        plan = EvaluationPlan(
+            protocols=protocols, inputs=tuple(spec.inputs), owner=name or spec.name,
+            landmark_source=self.landmark_source(landmarks) if uses_lm else None,
+            targets=lambda b: synthetic_targets(b, kind, dm.facemodel, self.profile.scan_stride, needs_scan))
+        test = dm.datasets["test"]
+        if gallery is not None and self.profile.gallery:
+            plan.capture = tuple(self.gallery_ids(key))
+        accelerator = "gpu" if torch.cuda.is_available() and self.accelerator != "cpu" else "cpu"
+        results, n, _ = run_evaluation(model, test, plan, batch_size=self.profile.test_sets[key].batch_size,
+                                       accelerator=accelerator, devices=1)
+        if gallery is not None and plan.capture:
+            from ..evaluation.gallery import gallery_record, save_gallery
+
+            save_gallery(gallery, gallery_record(name or spec.name, self.profile.dataset_name(key), plan.captured,
+                                                 plan.capture))
+        return results, n
+
+    def gallery_ids(self, key: str) -> list[str]:
+        """The fixed test samples every method on test set ``key`` shows in the report's
+        gallery: the first ``profile.gallery`` ids of the test set."""
+        if key not in self._gallery_ids:
+            test = self.test_datamodule(key).datasets["test"]
+            self._gallery_ids[key] = [str(test[i].sample_id) for i in range(min(self.profile.gallery, len(test)))]
+        return self._gallery_ids[key]
+
+
+def finish_wandb(loggers: list) -> None:
+    """End the wandb run of a training run, so the next method's training gets its own run
+    (otherwise wandb reuses the one in progress)."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
+            try:
+                lg.experiment.finish()
+            except Exception:  # a logging back-end failing at the end never fails the benchmark
+                pass
+
+
+def _source_name(spec: Any) -> str:
+    return next(iter(spec)) if isinstance(spec, dict) else str(spec)
 
 
 #: protocols that score against a scan (``Sample.scan_vertices``)
 SCAN_PROTOCOLS = ("micc", "now", "now_metrical")
-
-
-def with_identity_gt(batch, facemodel) -> list:
-    """Per-sample views of a synthetic *set* batch whose GT mesh is the set's identity with a
-    neutral expression (model frame, mm): what a set method's aggregated identity is scored
-    against (Deng's Table 4 protocol), since the views differ in expression."""
-    from ..metrics import as_samples
-
-    out = []
-    for s in as_samples(batch):
-        if s.coeffs is not None:
-            lay = facemodel.layout
-            ident = s.coeffs.reshape(-1, lay.size)[0, lay.slice("id")].to(facemodel.mean_shape)
-            s.vertices = facemodel.shape(ident[None], torch.zeros(1, lay.exp, dtype=ident.dtype,
-                                                                   device=ident.device))[0].to(s.coeffs.device)
-        out.append(s)
-    return out
-
-
-def with_gt_scans(batch, stride: int = 1) -> list:
-    """Per-sample views of a synthetic batch whose "scan" is the GT mesh (model frame, mm):
-    scan vertices/triangles, the 7 NoW landmarks and the nose tip taken from the GT topology.
-    ``stride`` keeps every stride-th vertex as a scan point (a sparser "scanner"). Samples that
-    already carry a scan are left as they are. This is what lets the scan-based protocols (and
-    their metric fidelity against the true error) run on synthetic data."""
-    from ..metrics import NOW7_FROM_IBUG68, as_samples
-
-    out = []
-    for s in as_samples(batch):
-        if s.scan_vertices is None and s.vertices is not None and s.vertices.ndim == 2:
-            lm = s.vertices[s.landmark_indices.long()] if s.landmark_indices is not None else None
-            s.scan_vertices = s.vertices[::stride].contiguous()
-            s.scan_triangles = s.triangles if stride == 1 else None
-            if lm is not None:
-                s.scan_landmarks7 = lm[torch.as_tensor(NOW7_FROM_IBUG68, device=lm.device)]
-                s.meta = dict(s.meta or {}, scan_nose_tip=lm[30])
-        out.append(s)
-    return out

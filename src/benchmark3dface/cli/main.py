@@ -1,6 +1,12 @@
 """The ``b3f`` command. Each sub-command lives in its own module exposing
 ``add_parser(subparsers)`` and ``run(args) -> int``; this file only dispatches, importing a
-sub-command's module when it is used (so ``b3f --help`` stays fast)."""
+sub-command's module when it is used (so ``b3f --help`` stays fast).
+
+Before anything imports torch, :func:`main` sets the OpenMP wait policy that survives a busy
+machine (``OMP_WAIT_POLICY=PASSIVE``, ``KMP_BLOCKTIME=0`` unless the user set them; see
+``benchmark3dface/threads.py``). Errors from bad input (missing or unreadable files, bad
+values, bad data) print one line ``b3f COMMAND: error: ...`` and exit with status 2;
+``B3F_DEBUG=1`` shows the traceback instead."""
 
 from __future__ import annotations
 
@@ -19,6 +25,11 @@ COMMANDS = {
     "synth": "benchmark3dface.data.cli",
     "render": "benchmark3dface.cli.render",
     "methods": "benchmark3dface.cli.methods",
+    "evaluate": "benchmark3dface.cli.evaluate",
+    "protocols": "benchmark3dface.cli.protocols",
+    "datasets": "benchmark3dface.cli.datasets",
+    "sweep": "benchmark3dface.cli.sweep",
+    "weights": "benchmark3dface.weights.cli",
 }
 
 #: handled by LightningCLI (cli/lightning.py): b3f fit|validate|test|predict --config FILE ...
@@ -33,6 +44,11 @@ HELP = {
     "synth": "write synthetic dataset shards to disk",
     "render": "render faces from a morphable model to images",
     "methods": "list installed methods",
+    "evaluate": "score a method or a mesh folder on any dataset; record on the leaderboard",
+    "protocols": "list evaluation protocols and what each needs",
+    "datasets": "list benchmark datasets and what each provides",
+    "sweep": "run a wandb sweep YAML offline with Optuna (or with wandb)",
+    "weights": "fetch, list and inspect pretrained face-network weights",
 }
 
 
@@ -60,7 +76,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is bad input to report in one line (not a bug to show a traceback for)."""
+    if isinstance(exc, (FileNotFoundError, ValueError, KeyError, PermissionError, IsADirectoryError,
+                        NotADirectoryError)):
+        return True
+    data_errors = sys.modules.get("benchmark3dface.data.readers.errors")  # imported only if data was read
+    return data_errors is not None and isinstance(exc, data_errors.DataError)
+
+
+def error_line(command: str, exc: BaseException) -> str:
+    """``b3f COMMAND: error: message`` (a ``KeyError``'s key unquoted)."""
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return f"b3f {command}: error: {str(msg).strip() or type(exc).__name__}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ..threads import apply_openmp_defaults
+
+    apply_openmp_defaults()  # before torch is imported: OpenMP reads it once, when loaded
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from .lightning import run_lightning
@@ -76,11 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     mod = importlib.import_module(COMMANDS[args.command])
     try:
         return int(mod.run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError, PermissionError) as exc:
-        if os.environ.get("B3F_DEBUG"):
+    except Exception as exc:  # noqa: BLE001 - bad input: one line; anything else: the traceback
+        if os.environ.get("B3F_DEBUG") or not is_user_error(exc):
             raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"b3f {args.command}: error: {msg}", file=sys.stderr)
+        print(error_line(args.command, exc), file=sys.stderr)
         return 2
 
 

@@ -2,12 +2,15 @@
 
 For each photo: the 5 alignment points come from a landmark file (``NAME.txt`` beside the photo,
 5 or 68 lines ``x y`` in photo pixels, or the file / folder given with ``--landmarks``) or from
-MTCNN; the photo is aligned and cropped with Deng's 5-point rule (``data.preprocess``) at
+the detector: BlazeFace + face-api's 68 points when their converted weights are cached
+(``b3f weights fetch blazeface faceapi_landmark68``; the 5 points derived from the 68), else
+MTCNN's 5 points; the photo is aligned and cropped with Deng's 5-point rule (``data.preprocess``) at
 ``--size`` pixels; the method reconstructs the crop; the outputs are written to ``--out``:
 
 - ``NAME.obj`` / ``NAME.ply``: the mesh in the model frame (pose removed), millimetres, with the
   albedo as vertex colours (when the method predicts one);
-- ``NAME_lm.png``: the photo with the projected 68 landmarks (green) and the 5 input points (red);
+- ``NAME_lm.png``: the photo with the projected 68 landmarks of the reconstruction (green), the
+  detected (or given) 68 input landmarks (blue) and the 5 alignment points (red);
 - ``NAME.json``: landmarks in photo and crop pixels, pose, camera, the crop transform,
   coefficients (when the method reports them in ``extras["coeffs"]``) and timings.
 
@@ -43,7 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: the method's, 224)")
     p.add_argument("--landmarks", default="auto",
-                   help="auto: NAME.txt beside each photo if present, else MTCNN; detect: always MTCNN; "
+                   help="auto: NAME.txt beside each photo if present, else the detector (BlazeFace + 68 points when "
+                        "their weights are cached, else MTCNN); detect: always the detector; "
                         "a FILE (one photo) or a DIR holding NAME.txt files with 5 or 68 lines 'x y' (photo pixels)")
     p.add_argument("--facemodel", default=None, help="face model source for the method (procedural | bfm | ict)")
     p.add_argument("--facemodel-path", default=None, help="face model file/folder for bfm / ict")
@@ -52,6 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "e.g. -m photo_iters=20; repeatable")
     p.add_argument("--batch-size", type=int, default=8, help="photos reconstructed together")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for PyTorch (intra- and inter-op; default: PyTorch's, one per core)")
     return p
 
 
@@ -178,15 +184,19 @@ def _jsonable_extras(extras: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def draw_landmarks(photo, lm68, lm5=None, path: Path | None = None):
-    """The photo (uint8 HxWx3) with the 68 landmarks (green dots) and optional 5 input points
-    (red crosses) drawn, as a Pillow image (saved to ``path`` when given)."""
+def draw_landmarks(photo, lm68, lm5=None, path: Path | None = None, lm68_input=None):
+    """The photo (uint8 HxWx3) with the 68 landmarks (green dots), optional 68 input landmarks
+    (blue dots: detected or given) and optional 5 input points (red crosses) drawn, as a Pillow
+    image (saved to ``path`` when given)."""
     import numpy as np
     from PIL import Image, ImageDraw
 
     im = Image.fromarray(np.ascontiguousarray(photo))
     draw = ImageDraw.Draw(im)
     r = max(1.5, max(im.size) / 300)
+    if lm68_input is not None:
+        for x, y in np.asarray(lm68_input, dtype=float).reshape(-1, 2):
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(40, 120, 255), outline=(0, 0, 120))
     for x, y in np.asarray(lm68, dtype=float).reshape(-1, 2):
         draw.ellipse([x - r, y - r, x + r, y + r], fill=(0, 255, 0), outline=(0, 90, 0))
     if lm5 is not None:
@@ -204,23 +214,25 @@ def preprocess(job: PhotoJob, target5, size: int, landmarks_mode: str, n_photos:
     import torch
 
     from ..data.preprocess import AlignCrop
+    from ..data.preprocess.pipeline import check_photo_size
     from ..data.readers.annotations import read_points_txt
     from ..data.readers.imageio import load_image, to_tensor
     from ..data.sample import Sample
 
     t0 = time.perf_counter()
     photo = load_image(job.path, exif_transpose=True)
+    check_photo_size(photo.shape[0], photo.shape[1], job.path)  # before a detector sees a 1x1 image
     lm_file = landmark_file_for(job.path, landmarks_mode, n_photos)
     lm5 = lm68 = None
     if lm_file is not None:
         pts = torch.as_tensor(read_points_txt(lm_file, n_points=(5, 68)), dtype=torch.float32)
         lm5, lm68 = (pts, None) if pts.shape[0] == 5 else (None, pts)
         job.landmarks_source = f"file:{lm_file}"
-    else:
-        job.landmarks_source = "mtcnn"
+    detector = get_detector() if lm_file is None else None
+    if detector is not None:
+        job.landmarks_source = getattr(detector, "name", "mtcnn")
     sample = Sample(kind="single", sample_id=job.name, image=to_tensor(photo), lm5=lm5, lm68=lm68, labelled=False,
                     meta={"path": str(job.path), "orig_size": tuple(photo.shape[:2])})
-    detector = get_detector() if lm_file is None else None
     job.sample = AlignCrop(target5, size, detector=detector, compute_skin=True)(sample)
     job.photo = photo
     job.preprocess_seconds = time.perf_counter() - t0
@@ -245,8 +257,9 @@ def write_outputs(job: PhotoJob, rec, out_dir: Path, method, method_name: str, c
     lm_crop = face.landmarks2d
     lm_photo = tr.apply_inverse(lm_crop.double()) if lm_crop is not None else None
     lm5_photo = tr.apply_inverse(job.sample.lm5.double())
+    lm68_in = tr.apply_inverse(job.sample.lm68.double()) if job.sample.lm68 is not None else None
     png = out_dir / f"{job.name}_lm.png"
-    draw_landmarks(job.photo, lm_photo if lm_photo is not None else torch.zeros(0, 2), lm5_photo, png)
+    draw_landmarks(job.photo, lm_photo if lm_photo is not None else torch.zeros(0, 2), lm5_photo, png, lm68_in)
     info: dict[str, Any] = {
         "photo": str(job.path), "method": method_name, "checkpoint": None if ckpt is None else str(ckpt),
         "facemodel": getattr(method.facemodel, "name", None), "crop_size": int(job.sample.image.shape[-1]),
@@ -255,6 +268,7 @@ def write_outputs(job: PhotoJob, rec, out_dir: Path, method, method_name: str, c
         "crop_transform": {"scale": tr.scale, "offset": list(tr.offset),
                            "meaning": "crop_px = scale * photo_px + offset"},
         "lm5_input_photo_px": _tolist(lm5_photo),
+        "lm68_input_photo_px": _tolist(lm68_in),
         "landmarks2d_photo_px": _tolist(lm_photo), "landmarks2d_crop_px": _tolist(lm_crop),
         "mesh": {"vertices": int(face.vertices.shape[0]), "triangles": int(face.triangles.shape[0]),
                  "units": "mm", "frame": "model (pose removed)", "vertex_colors": "albedo" if colors is not None else None},
@@ -296,10 +310,13 @@ def run(args) -> int:
     import torch
 
     from ..data.collate import collate_samples
-    from ..data.preprocess import MTCNNDetector, deng_target_points
+    from ..data.preprocess import deng_target_points, make_detector
+
+    from ..threads import set_threads
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    set_threads(getattr(args, "threads", None))
     if args.landmarks not in LANDMARK_MODES and not Path(args.landmarks).exists():
         raise FileNotFoundError(f"--landmarks {args.landmarks}: no such file or folder (or use 'auto' / 'detect')")
     if Path(args.landmarks).is_file() and args.landmarks not in LANDMARK_MODES and len(args.photos) != 1:
@@ -318,11 +335,12 @@ def run(args) -> int:
     target5 = deng_target_points(fm.mean_shape.detach().cpu().double(), fm.landmarks68.cpu(), size)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    detector: list[MTCNNDetector] = []
+    detector: list = []
 
-    def get_detector() -> MTCNNDetector:
+    def get_detector():
+        """BlazeFace + 68 points when their weights are cached, else MTCNN (created once)."""
         if not detector:
-            detector.append(MTCNNDetector(device=args.device))
+            detector.append(make_detector("auto", device=args.device))
         return detector[0]
 
     jobs = [PhotoJob(p, n) for p, n in zip(args.photos, unique_names(list(args.photos)))]

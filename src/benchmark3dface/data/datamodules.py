@@ -30,6 +30,7 @@ many samples each epoch skipped and why.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -435,6 +436,10 @@ class ReaderDataModule(_SampleDataModule):
         skip: non-strict behaviour: ``next`` (return the next readable sample) or ``none``
             (drop it from the batch).
         reader_options: extra keyword arguments of the reader class.
+        transform: optional ``Sample -> Sample`` callable applied to every sample after reading
+            (a config gives it as ``class_path`` / ``init_args``), e.g. the photo preprocessing
+            :class:`~benchmark3dface.data.preprocess.photo_crop.PhotoAlignCrop` (detect, align
+            with the 5 points, 68 detected landmarks; experiments/photos/deep3d_dlib.yaml).
         batch_size, num_workers, pin_memory, persistent_workers, drop_last, fill_missing,
         shuffle_seed: DataLoader knobs.
     """
@@ -442,7 +447,8 @@ class ReaderDataModule(_SampleDataModule):
     def __init__(self, reader: str, root: str, image_size: int | None = 224,
                  train_split: str | None = None, val_split: str | None = None,
                  test_split: str | None = "auto", strict: bool = True, skip: str = "next",
-                 reader_options: dict[str, Any] | None = None, batch_size: int = 16,
+                 reader_options: dict[str, Any] | None = None,
+                 transform: Callable[[Sample], Sample] | None = None, batch_size: int = 16,
                  num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
                  fill_missing: bool = True, drop_last: bool = False, shuffle_seed: int = 0) -> None:
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, fill_missing,
@@ -466,6 +472,7 @@ class ReaderDataModule(_SampleDataModule):
         self.strict = bool(strict)
         self.skip = skip
         self.reader_options = dict(reader_options or {})
+        self.transform = transform
 
     @property
     def kind(self) -> str:
@@ -475,8 +482,11 @@ class ReaderDataModule(_SampleDataModule):
         for split_stage, name in self.splits.items():
             if name is None or split_stage in self.datasets:
                 continue
+            opts = dict(self.reader_options)
+            if self.transform is not None:
+                opts["transform"] = self.transform
             ds = self.reader_cls(self.root, split=name, image_size=self.image_size,
-                                 strict=self.strict, skip=self.skip, **self.reader_options)
+                                 strict=self.strict, skip=self.skip, **opts)
             self.datasets[split_stage] = ds if self.strict else SkipTracked(ds)
         self._setup_done = True
         if not self.strict:

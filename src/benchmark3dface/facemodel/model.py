@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..geometry.camera import PerspectiveCamera
+from ..geometry.camera import PerspectiveCamera, WeakPerspectiveCamera
 from ..geometry.lighting import sh_color
 from ..geometry.mesh import symmetry_map, vertex_normals
 from ..geometry.rotation import euler_to_matrix, rotate
@@ -38,7 +38,8 @@ class FaceGeometry:
     vertices: (B, N, 3) mm, model frame (pose removed); world: (B, N, 3) mm after R, t;
     normals: (B, N, 3) unit world-frame normals; albedo / colors: (B, N, 3) in [0, 1];
     rotation (B, 3, 3); translation (B, 3); landmarks3d: (B, 68, 3) world frame;
-    projected: (B, N, 3) (u px, v px, depth mm) when a camera was given, else None;
+    projected: (B, N, 3) (u px, v px, depth mm) when a camera was given, else None (depth:
+    camera depth ``D - z_world`` for a perspective camera, ``-z_world`` for weak perspective);
     landmarks2d: (B, 68, 2) px or None.
     """
 
@@ -164,25 +165,49 @@ class MorphableModel(nn.Module):
         a = self.mean_albedo + torch.einsum("bk,knc->bnc", tex_coeffs, self.albedo_basis)
         return a.clamp(0.0, 1.0)
 
-    def decode(self, coeffs: Tensor, camera: PerspectiveCamera | None = None) -> FaceGeometry:
+    def decode(self, coeffs: Tensor, camera: PerspectiveCamera | WeakPerspectiveCamera | None = None, *,
+               scale: Tensor | None = None, translation2d: Tensor | None = None) -> FaceGeometry:
         """Decode (B, layout.size) coefficients into posed, lit faces.
 
         Pose: ``world = R(angles) @ v + trans``; colours = albedo x SH(world normals, sh).
-        With a perspective ``camera`` the projected vertices and 2D landmarks are filled in.
+        With a ``camera`` the projected vertices and 2D landmarks are filled in:
+
+        - :class:`PerspectiveCamera` (Deng): ``projected`` = (u px, v px, camera depth
+          ``D - z_world`` mm);
+        - :class:`WeakPerspectiveCamera` (Richardson, Gao; docs/conventions.md): needs ``scale``
+          (B,) px/mm and optionally ``translation2d`` (B, 2) px (default 0); the world frame is
+          ``R v`` (the layout's translation is ignored and returned as zeros, as the synthetic
+          engine stores it) and ``projected`` = (u, v, ``-z_world`` mm), the weak-perspective
+          ``Sample.depth`` convention. With the engine's GT coefficients and camera
+          (``Sample.camera["scale"]``, ``["translation"]``) the landmarks are the sample's
+          ``lm68``.
+
+        In both cases ``projected[..., 2]`` is the per-vertex depth in the convention of
+        ``Sample.depth``; a depth *map* is the rasterized mesh (``render.depthmap``).
         """
         p = self.layout.split(coeffs)
         verts = self.shape(p["id"], p["exp"])
         alb = self.albedo(p["tex"])
         rot = euler_to_matrix(p["angles"])
-        world = rotate(verts, rot, p["trans"])
+        weak = isinstance(camera, WeakPerspectiveCamera)
+        trans = torch.zeros_like(p["trans"]) if weak else p["trans"]
+        world = rotate(verts, rot, trans)
         normals = vertex_normals(world, self.triangles)
         colors = sh_color(alb, normals, p["sh"]) if self.layout.sh == 27 else alb
         lm3d = world[:, self.landmarks68]
         projected = lm2d = None
-        if camera is not None:
+        if weak:
+            if scale is None:
+                raise ValueError("weak-perspective decode needs scale (B,) px/mm")
+            scale = torch.as_tensor(scale, dtype=world.dtype, device=world.device).reshape(-1)
+            t2 = (torch.zeros(world.shape[0], 2, dtype=world.dtype, device=world.device) if translation2d is None
+                  else torch.as_tensor(translation2d, dtype=world.dtype, device=world.device).reshape(-1, 2))
+            projected = camera.screen(world, scale.expand(world.shape[0]), t2.expand(world.shape[0], 2))
+        elif camera is not None:
             projected = camera.project(world)
+        if projected is not None:
             lm2d = projected[:, self.landmarks68, :2]
-        return FaceGeometry(verts, world, normals, alb, colors, rot, p["trans"], lm3d, projected, lm2d)
+        return FaceGeometry(verts, world, normals, alb, colors, rot, trans, lm3d, projected, lm2d)
 
     def sample_coeffs(self, batch: int, generator: torch.Generator | None = None, id_std: float = 1.0,
                       exp_std: float = 1.0, tex_std: float = 1.0) -> dict[str, Tensor]:

@@ -7,7 +7,9 @@ u right, v down. Lengths in millimetres.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -83,22 +85,74 @@ class WeakPerspectiveCamera:
 
     ``project`` takes world points (already rotated, mm), a scale ``s`` (px/mm, (...)) and a 2D
     translation (..., 2) in pixels, and returns (u, v, depth) with depth = -s*z (smaller is nearer,
-    in pixel units) so that the renderer's z-buffer works unchanged.
+    in pixel units) so that the renderer's z-buffer works unchanged. ``screen`` returns the same
+    (u, v) with the depth in millimetres, ``-z_world``: the synthetic engine's convention for
+    ``Sample.depth`` under weak perspective (docs/conventions.md).
+
+    The principal point is the image centre ``(width / 2, height / 2)`` unless ``principal``
+    is given.
     """
 
     width: int = 200
     height: int = 200
+    principal: tuple[float, float] | None = None
 
     @property
     def cx(self) -> float:
-        return self.width / 2
+        return self.width / 2 if self.principal is None else float(self.principal[0])
 
     @property
     def cy(self) -> float:
-        return self.height / 2
+        return self.height / 2 if self.principal is None else float(self.principal[1])
 
     def project(self, points: Tensor, scale: Tensor, translation: Tensor) -> Tensor:
         s = scale[..., None]
         u = self.cx + s * points[..., 0] + translation[..., None, 0]
         v = self.cy - (s * points[..., 1] + translation[..., None, 1])
         return torch.stack([u, v, -s * points[..., 2]], -1)
+
+    def screen(self, points: Tensor, scale: Tensor, translation: Tensor) -> Tensor:
+        """(..., N, 3) rotated points (mm), scale (...) px/mm, translation (..., 2) px ->
+        (..., N, 3) = (u px, v px, -z_world mm): the renderer's screen-space mesh (rasterize
+        with ``orthographic=True``) whose depth pass is the weak-perspective ``Sample.depth``."""
+        uv = self.project(points, scale, translation)
+        return torch.cat([uv[..., :2], -points[..., 2:3]], -1)
+
+
+#: camera-dictionary spellings of the two projections (``Sample.camera`` from the synthetic
+#: engine uses ``"type"``, ``FaceReconstruction.camera`` uses ``"kind"``; docs/conventions.md)
+_KINDS = {"perspective": "perspective", "weak": "weak", "weak_perspective": "weak"}
+
+
+def camera_kind(camera: Mapping[str, Any] | None) -> str | None:
+    """``"perspective"``, ``"weak"`` or None (no or unknown kind) for a camera dictionary in
+    either spelling: ``{"kind": "perspective" | "weak", ...}`` or the synthetic engine's
+    ``{"type": "perspective" | "weak_perspective", ...}``."""
+    if not camera:
+        return None
+    return _KINDS.get(str(camera.get("kind", camera.get("type", ""))))
+
+
+def camera_principal(camera: Mapping[str, Any]) -> tuple[float, float] | None:
+    """``(cx, cy)`` px from a camera dictionary (``principal`` or ``cx`` / ``cy``), or None."""
+    if "principal" in camera and camera["principal"] is not None:
+        cx, cy = (float(c) for c in camera["principal"])
+        return cx, cy
+    if "cx" in camera and "cy" in camera:
+        return float(camera["cx"]), float(camera["cy"])
+    return None
+
+
+def perspective_from_dict(camera: Mapping[str, Any], width: int, height: int,
+                          fallback: Mapping[str, Any] | None = None) -> PerspectiveCamera:
+    """A :class:`PerspectiveCamera` from a camera dictionary (``focal`` px, ``principal`` or
+    ``cx``/``cy`` px, ``distance`` mm), missing entries taken from ``fallback`` (e.g. the
+    sample's camera), then the image centre / ``DENG_DISTANCE_MM``. Raises ``ValueError`` when
+    no focal length is known."""
+    fb = fallback or {}
+    focal = camera.get("focal", fb.get("focal"))
+    if focal is None:
+        raise ValueError("perspective camera without a focal length")
+    c = camera_principal(camera) or camera_principal(fb) or (width / 2, height / 2)
+    dist = float(camera.get("distance", fb.get("distance", DENG_DISTANCE_MM)))
+    return PerspectiveCamera(float(focal), c[0], c[1], dist, int(width), int(height))

@@ -47,20 +47,21 @@ from .store import (
 
 _LAZY = {
     "GroupComparison": "compare", "compare_methods": "compare", "compare_runs": "compare",
-    "metric_direction": "directions",
+    "metric_direction": "directions", "resolve_direction": "directions",
     "to_csv": "export", "to_json": "export", "to_markdown": "export",
     "build_report": "report",
     "PairedComparison": "stats", "ced_auc": "stats", "ced_curve": "stats", "paired_test": "stats",
+    "CoverageScore": "stats", "penalised_scores": "stats",
     "LeaderboardRow": "table", "LeaderboardTable": "table", "build_tables": "table",
     "rank_runs": "table",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .compare import GroupComparison, compare_methods, compare_runs
-    from .directions import metric_direction
+    from .directions import metric_direction, resolve_direction
     from .export import to_csv, to_json, to_markdown
     from .report import build_report
-    from .stats import PairedComparison, ced_auc, ced_curve, paired_test
+    from .stats import CoverageScore, PairedComparison, ced_auc, ced_curve, paired_test, penalised_scores
     from .table import LeaderboardRow, LeaderboardTable, build_tables, rank_runs
 
 
@@ -76,6 +77,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "CoverageScore",
     "DuplicateRunError",
     "GroupComparison",
     "LeaderboardRow",
@@ -103,7 +105,9 @@ __all__ = [
     "metric_direction",
     "open_store",
     "paired_test",
+    "penalised_scores",
     "rank_runs",
+    "resolve_direction",
     "resolve_url",
     "to_csv",
     "to_json",

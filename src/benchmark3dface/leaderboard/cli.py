@@ -8,6 +8,7 @@ it stand-alone.
 
     b3f leaderboard [--db URL|PATH] [--dataset D] [--split S] [--protocol P] [--method M ...]
                     [--metric NAME] [--all-runs] [--export md|csv|json|html --out PATH]
+                    [--gallery DIR]
     b3f leaderboard compare A B [--dataset D] [--split S] [--protocol P] [--metric NAME]
                     [--alpha 0.05] [--json]
 
@@ -29,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .compare import compare_methods
+from .directions import direction_arrow
 from .export import to_csv, to_json, to_markdown
 from .migrations import SchemaError
 from .report import build_report
@@ -70,6 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default=None,
                    help="file for --export (default: stdout; required for html)")
     p.add_argument("--title", default="benchmark3dface leaderboard", help="html report title")
+    p.add_argument("--gallery", default=None, metavar="DIR",
+                   help="with --export html: add the gallery of the runs shown, read from "
+                        "DIR/<method>/<config hash>/gallery.pt (DIR: the benchmark's --out)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of paired tests")
     sub = p.add_subparsers(dest="leaderboard_command", metavar="{compare}")
     c = sub.add_parser("compare", help="paired Wilcoxon test of two methods on shared samples",
@@ -93,20 +98,27 @@ def _console() -> Console:
 
 def _comparison_table(title: str, results: Sequence[PairedComparison]) -> Table:
     t = Table(title=title, title_justify="left", header_style="bold")
-    for col in ("metric", "A", "B", "n shared", "mean A", "mean B", "mean A-B", "median A-B",
-                "W", "p", "better"):
+    for col in ("metric", "A", "B", "n shared", "failed A", "failed B", "mean A", "mean B",
+                "mean A-B", "median A-B", "W", "p", "better"):
         t.add_column(col, justify="left" if col in ("metric", "A", "B", "better") else "right")
     for r in results:
         if r.n_shared == 0:
             verdict = "no shared samples"
         else:
             verdict = (r.better or "tie") + (f" (p < {r.alpha:g})" if r.significant else " (n.s.)")
+        arrow = direction_arrow(r.direction) + ("?" if r.direction_source == "guessed" else "")
         t.add_row(
-            r.metric, r.label_a, r.label_b, str(r.n_shared), format_value(r.mean_a),
+            f"{r.metric} {arrow}", r.label_a, r.label_b, str(r.n_shared), str(r.n_failed_a),
+            str(r.n_failed_b), format_value(r.mean_a),
             format_value(r.mean_b), format_value(r.mean_diff), format_value(r.median_diff),
             format_value(r.statistic), "\u2014" if r.p_value is None else f"{r.p_value:.3g}",
             verdict, style="bold" if r.significant else None,
         )
+    t.caption = ("Paired test on the samples both runs scored; failed A / B: samples each run "
+                 "failed (left out of the test, counted at a penalty in the ranking score)."
+                 + (" ? direction guessed from the name." if any(
+                     r.direction_source == "guessed" for r in results) else ""))
+    t.caption_justify = "left"
     return t
 
 
@@ -124,6 +136,12 @@ def _run_compare(args: argparse.Namespace, store: ResultsStore) -> int:
                  f"{args.b} (run {g.run_b.id})")
         if g.results:
             console.print(_comparison_table(title, g.results))
+            for r in g.results[:1]:
+                for label, failed in ((r.label_a, r.failed_a), (r.label_b, r.failed_b)):
+                    if failed:
+                        shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
+                        console.print(f"  {label} failed {len(failed)} sample(s) of {r.metric}: {shown}",
+                                      markup=False, highlight=False)
         else:
             console.print(f"{title}: [yellow]no metric with per-sample values in both runs[/yellow]")
     return 0
@@ -132,9 +150,11 @@ def _run_compare(args: argparse.Namespace, store: ResultsStore) -> int:
 def _run_table(args: argparse.Namespace, store: ResultsStore) -> int:
     runs = store.runs(dataset=args.dataset, split=args.split, protocol=args.protocol,
                       method=args.method)
-    tables = build_tables(runs, metric=args.metric, best_only=not args.all_runs)
+    tables = build_tables(runs, metric=args.metric, best_only=not args.all_runs, store=store)
     filters = {"dataset": args.dataset, "split": args.split, "protocol": args.protocol,
                "method": ",".join(args.method) if args.method else None, "metric": args.metric}
+    if getattr(args, "gallery", None) and args.export != "html":
+        raise ValueError("--gallery needs --export html")
     if args.export is None:
         if args.out:
             raise ValueError("--out needs --export md|csv|json|html")
@@ -150,7 +170,18 @@ def _run_table(args: argparse.Namespace, store: ResultsStore) -> int:
     else:
         if not args.out:
             raise ValueError("--export html needs --out PATH (the report is one .html file)")
-        text = build_report(store, tables, title=args.title, filters=filters, alpha=args.alpha)
+        gallery = None
+        if getattr(args, "gallery", None):
+            from .gallery import find_gallery_files, load_galleries
+
+            if not Path(args.gallery).is_dir():
+                raise ValueError(f"--gallery {args.gallery}: not a directory")
+            gallery = load_galleries(find_gallery_files(Path(args.gallery), [r.run for t in tables for r in t.rows]))
+            if not gallery.records and not gallery.problems:
+                print(f"b3f leaderboard: no gallery.pt under {args.gallery} for the runs shown", file=sys.stderr)
+        text = build_report(store, tables, title=args.title, filters=filters, alpha=args.alpha, gallery=gallery)
+        for problem in gallery.problems if gallery is not None else ():
+            print(f"gallery: {problem}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

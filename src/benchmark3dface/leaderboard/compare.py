@@ -1,9 +1,12 @@
 """Paired comparison of two methods (or two runs) on the samples both evaluated.
 
 ``compare_methods(store, "deep3d", "prnet")`` takes, in every (dataset, split, protocol) where both
-methods have finished runs, the best run of each (as ranked by :mod:`.table`) and runs a
-Wilcoxon signed-rank test per metric with per-sample values (:func:`.stats.paired_test`).
-A side written ``run:ID`` names one run instead of a method.
+methods have finished runs, the best run of each (as ranked by :mod:`.table`, on the
+coverage-aware score) and runs a Wilcoxon signed-rank test per metric with per-sample values
+(:func:`.stats.paired_test`) on the samples both runs scored, reporting the samples each side
+failed next to it. Directions are the protocol's declarations stored with the runs (guessed
+from the name only for runs recorded without one). A side written ``run:ID`` names one run
+instead of a method.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .directions import Direction, metric_direction
+from .directions import Direction
 from .records import StoredRun
 from .stats import PairedComparison, paired_test
 from .store import ResultsStore
-from .table import build_tables
+from .table import build_tables, declared_direction
 
 
 @dataclass(frozen=True)
@@ -53,21 +56,23 @@ def compare_runs(
     directions: Mapping[str, Direction] | None = None,
 ) -> list[PairedComparison]:
     """Wilcoxon tests of ``run_a`` vs ``run_b`` for ``metrics`` (default: every metric both
-    runs have per-sample values for, in ``run_a``'s metric order)."""
+    runs have per-sample values for, in ``run_a``'s metric order), on the samples both
+    scored; each result lists the samples each run failed."""
     if metrics is None:
         shared = set(store.per_sample_metrics(run_a.id)) & set(store.per_sample_metrics(run_b.id))
         order = list(run_a.metrics) + sorted(shared - set(run_a.metrics))
         metrics = [m for m in order if m in shared]
     out = []
     for metric in metrics:
-        a = store.sample_values(run_a.id, metric)
-        b = store.sample_values(run_b.id, metric)
+        both = store.sample_values_of_runs([run_a.id, run_b.id], metric)
+        a, b = both[run_a.id], both[run_b.id]
+        direction, source = declared_direction([run_a, run_b], metric, directions)
         out.append(
             paired_test(
                 a.ids, a.values, b.ids, b.values,
-                direction=metric_direction(metric, directions), alpha=alpha,
+                direction=direction, alpha=alpha,
                 label_a=label_a or run_label(run_a), label_b=label_b or run_label(run_b),
-                metric=metric,
+                metric=metric, failed_a=a.failures, failed_b=b.failures, direction_source=source,
             )
         )
     return out
@@ -124,7 +129,7 @@ def compare_methods(
             f"(dataset={dataset}, split={split}, protocol={protocol})"
         )
     out = []
-    for table in build_tables(runs, metric=metric, directions=directions):
+    for table in build_tables(runs, metric=metric, directions=directions, store=store):
         best = {row.run.method: row.run for row in table.rows}
         if a in best and b in best:
             out.append(GroupComparison(

@@ -1,6 +1,12 @@
-"""Which way is better for a metric: the direction table used to rank runs.
+"""Which way is better for a metric.
 
-Errors (NME, RMSE, MAE, point-to-plane / scan-to-mesh distances in millimetres, Chamfer,
+Protocols declare the direction of every number they report (``ProtocolMetric.directions``
+/ ``higher_is_better``); the store keeps it with each metric and the leaderboard uses it
+(:func:`resolve_direction`). The name-token table below is only the *fallback* for runs
+recorded without a declaration (stores written before schema version 3, or results given
+as plain numbers); tables, exports and the report say when it was used.
+
+The fallback table: errors (NME, RMSE, MAE, point-to-plane / scan-to-mesh distances in millimetres, Chamfer,
 percentiles of errors, failure rates) are *lower is better*; scores (AUC of a CED curve,
 accuracy, IoU, precision/recall/F1, PSNR, SSIM, correlations) are *higher is better*.
 
@@ -15,10 +21,13 @@ mapping wins over the table.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 Direction = Literal["lower", "higher"]
+#: Where a direction came from: an explicit override, the protocol's declaration stored with
+#: the run, or a guess from the metric name (runs recorded without a declaration).
+DirectionSource = Literal["override", "declared", "guessed"]
 
 #: Tokens that mark a score (higher is better).
 HIGHER_IS_BETTER_TOKENS: frozenset[str] = frozenset(
@@ -75,3 +84,23 @@ def is_known_metric(name: str) -> bool:
 def direction_arrow(direction: Direction) -> str:
     """A one-character marker for table headers: down arrow = lower is better."""
     return "\u2193" if direction == "lower" else "\u2191"
+
+
+def resolve_direction(
+    name: str,
+    declared: Iterable[str | None] = (),
+    overrides: Mapping[str, Direction] | None = None,
+) -> tuple[Direction, DirectionSource]:
+    """The direction of metric ``name`` and where it came from: an entry of ``overrides``
+    wins, then the first non-None ``declared`` direction (the protocol's declaration, as
+    stored with the runs, most recent first), then the name-token guess of
+    :func:`metric_direction`."""
+    if overrides and name in overrides:
+        return metric_direction(name, overrides), "override"
+    for direction in declared:
+        if direction is None:
+            continue
+        if direction not in ("lower", "higher"):
+            raise ValueError(f"stored direction of metric {name!r} must be 'lower' or 'higher', got {direction!r}")
+        return direction, "declared"  # type: ignore[return-value]
+    return metric_direction(name), "guessed"

@@ -17,6 +17,9 @@ History:
 2. per-sample values (``b3f_sample_values``) for CED curves and paired tests; on runs:
    ``hardware``, ``status_reason``, ``n_metrics``, ``n_samples`` (``n_metrics`` back-filled
    from the metrics table, ``n_samples`` = 0 for older runs, which had no per-sample rows).
+3. the protocol's declarations on each metric: ``direction`` (``lower`` / ``higher``),
+   ``unit`` and ``sample_metric`` (the per-sample metric it summarises); NULL for older runs,
+   whose direction the leaderboard then guesses from the metric name (and says so).
 """
 
 from __future__ import annotations
@@ -153,10 +156,20 @@ def _upgrade_to_v2(conn: Connection) -> None:
     samples.create(conn)
 
 
+def _upgrade_to_v3(conn: Connection) -> None:
+    for ddl in (
+        "ALTER TABLE b3f_metrics ADD COLUMN direction VARCHAR(8)",
+        "ALTER TABLE b3f_metrics ADD COLUMN unit VARCHAR(32)",
+        "ALTER TABLE b3f_metrics ADD COLUMN sample_metric VARCHAR(200)",
+    ):
+        conn.execute(text(ddl))
+
+
 #: The migration registry: target version -> migration.
 MIGRATIONS: dict[int, Migration] = {
     1: Migration(1, "runs and metrics", _upgrade_to_v1),
     2: Migration(2, "per-sample values; run hardware, status reason and row counts", _upgrade_to_v2),
+    3: Migration(3, "metric direction, unit and per-sample metric declared by the protocol", _upgrade_to_v3),
 }
 
 assert max(MIGRATIONS) == SCHEMA_VERSION and sorted(MIGRATIONS) == list(

@@ -4,7 +4,8 @@ The store's input is made of plain Python types so that any protocol result maps
 without importing :mod:`benchmark3dface.metrics`:
 
 * :class:`RunInfo` -- what was run (method, config, seed, dataset, split, protocol, provenance);
-* :class:`RunResult` -- what came out: named metrics (value, std, n, n_failed), per-sample
+* :class:`RunResult` -- what came out: named metrics (value, std, n, n_failed, and the
+  protocol's declared direction, unit and per-sample metric), per-sample
   values ``{metric: {sample_id: value}}`` and failure reasons, either per sample for every
   metric ``{sample_id: reason}`` or per metric ``{metric: {sample_id: reason}}``.
   :func:`coerce_result` builds one from a mapping or from any object with ``metrics`` /
@@ -110,18 +111,31 @@ class RunInfo:
         return json.dumps(dict(self.hardware), sort_keys=True, default=str)
 
 
+#: The two directions a protocol may declare (see :mod:`.directions`).
+DIRECTIONS = ("lower", "higher")
+
+#: Keys a metric mapping may hold besides ``value``.
+METRIC_KEYS = ("std", "n", "n_failed", "direction", "unit", "sample_metric")
+
+
 @dataclass(frozen=True)
 class MetricValue:
     """One named number of a run. ``value`` is None when no sample produced one.
 
     ``n`` is the number of samples that produced a value, ``n_failed`` the number that did
-    not (their failure reasons are in the per-sample rows).
+    not (their failure reasons are in the per-sample rows). The protocol's declarations:
+    ``direction`` (``"lower"`` / ``"higher"`` is better), ``unit`` (``"mm"``, ``"%"`` ...) and
+    ``sample_metric`` (the per-sample metric this number summarises, which the ranking score
+    averages over every sample); None when the run was recorded without them (older results).
     """
 
     value: float | None
     std: float | None = None
     n: int | None = None
     n_failed: int = 0
+    direction: str | None = None
+    unit: str | None = None
+    sample_metric: str | None = None
 
 
 def _finite_or_none(x: Any, what: str) -> float | None:
@@ -136,27 +150,41 @@ def _finite_or_none(x: Any, what: str) -> float | None:
 
 def coerce_metric(name: str, raw: Any) -> MetricValue:
     """A :class:`MetricValue` from a number, a mapping with ``value`` (and optional ``std``,
-    ``n``, ``n_failed``) or a MetricValue. Non-finite values become None."""
+    ``n``, ``n_failed``, ``direction``, ``unit``, ``sample_metric``) or a MetricValue (this
+    module's or a protocol's, whose declarations are kept). Non-finite values become None."""
     if isinstance(raw, MetricValue) or (not isinstance(raw, Mapping) and hasattr(raw, "value") and hasattr(raw, "n")):
         # this module's MetricValue or a protocol's (benchmark3dface.metrics.MetricValue)
         raw = {"value": raw.value, "std": getattr(raw, "std", None), "n": raw.n,
-               "n_failed": getattr(raw, "n_failed", 0) or 0}
+               "n_failed": getattr(raw, "n_failed", 0) or 0,
+               **{k: getattr(raw, k, None) for k in ("direction", "unit", "sample_metric")}}
     if isinstance(raw, Mapping):
-        unknown = set(raw) - {"value", "std", "n", "n_failed"}
+        unknown = set(raw) - {"value", *METRIC_KEYS}
         if "value" not in raw or unknown:
             raise ValueError(
-                f"metric {name!r}: expected keys 'value' and optionally 'std', 'n', 'n_failed'; "
-                f"got {sorted(raw)}"
+                f"metric {name!r}: expected keys 'value' and optionally "
+                f"{', '.join(repr(k) for k in METRIC_KEYS)}; got {sorted(raw)}"
             )
         n = raw.get("n")
         n_failed = raw.get("n_failed") or 0
         if (n is not None and int(n) < 0) or int(n_failed) < 0:
             raise ValueError(f"metric {name!r}: n and n_failed must be >= 0, got {n}, {n_failed}")
+        direction = raw.get("direction")
+        if direction is not None and direction not in DIRECTIONS:
+            raise ValueError(
+                f"metric {name!r}: direction must be 'lower', 'higher' or None, got {direction!r}"
+            )
+        unit, sample_metric = raw.get("unit"), raw.get("sample_metric")
+        for what, text in (("unit", unit), ("sample_metric", sample_metric)):
+            if text is not None and not isinstance(text, str):
+                raise ValueError(f"metric {name!r}: {what} must be a string or None, got {text!r}")
         return MetricValue(
             value=_finite_or_none(raw["value"], f"metric {name!r} value"),
             std=_finite_or_none(raw.get("std"), f"metric {name!r} std"),
             n=None if n is None else int(n),
             n_failed=int(n_failed),
+            direction=direction,
+            unit=unit,
+            sample_metric=sample_metric or None,
         )
     return MetricValue(value=_finite_or_none(raw, f"metric {name!r} value"))
 
@@ -282,6 +310,25 @@ def coerce_result(obj: Any) -> RunResult:
                 if not ok:
                     bad.setdefault(sid, "non-finite value")
     return RunResult(metrics=metrics, per_sample=per_sample, failures=failures)
+
+
+def input_label(config: Mapping[str, Any] | None) -> str:
+    """What a run's method read at test time, for the board's ``inputs`` column: ``image``,
+    ``image + landmarks: detector (faceapi)``, or ``ORACLE: ...`` when ground truth was an input
+    (``gt:<field>`` inputs or ground-truth landmarks). Empty for runs recorded without it."""
+    rec = (config or {}).get("inputs") if isinstance(config, Mapping) else None
+    if not isinstance(rec, Mapping):
+        return ""
+    declared = [str(d) for d in rec.get("declared", [])]
+    parts = [d for d in declared if d not in ("lm68", "lm5") and not d.startswith("gt:")]
+    lm = rec.get("landmarks")
+    if isinstance(lm, Mapping):
+        src = str(lm.get("source", ""))
+        parts.append(f"landmarks: {src}" + (f" ({lm['backend']})" if lm.get("backend") else "")
+                     + (f" sigma={lm['sigma']}" if lm.get("sigma") is not None else ""))
+    label = " + ".join(parts)
+    oracle = [str(o) for o in rec.get("oracle_input", [])]
+    return f"ORACLE ({', '.join(oracle)}): {label}" if oracle else label
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ Four tables, all prefixed ``b3f_`` so a store can live in a shared PostgreSQL da
     The *run key* (method, config_hash, seed, dataset, split, protocol) is unique among
     finished runs (a partial unique index), so a benchmark runner can skip finished work.
 ``b3f_metrics``
-    one named number per run: value, std, n (samples that produced a value), n_failed.
+    one named number per run: value, std, n (samples that produced a value), n_failed, and
+    the protocol's declarations: direction (``lower`` / ``higher`` is better), unit, and the
+    per-sample metric it summarises (NULL for runs recorded before version 3).
 ``b3f_sample_values``
     per-sample values for CED curves and paired tests: (run, metric, sample id) -> value, or
     NULL with a failure reason. ``metric = '*'`` marks a sample that failed for every metric.
@@ -41,7 +43,7 @@ from sqlalchemy import (
 )
 
 #: The schema version this code reads and writes (the highest migration).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Metric name used in ``b3f_sample_values`` for a sample that failed for every metric.
 ALL_METRICS = "*"
@@ -112,6 +114,10 @@ metrics_table = Table(
     Column("std", Float, nullable=True),
     Column("n", Integer, nullable=True),
     Column("n_failed", Integer, nullable=False),
+    # added in version 3: the protocol's declarations
+    Column("direction", String(8), nullable=True),
+    Column("unit", String(32), nullable=True),
+    Column("sample_metric", String(200), nullable=True),
     UniqueConstraint("run_id", "name", name="uq_b3f_metrics_run_name"),
 )
 

@@ -435,7 +435,8 @@ class ResultsStore:
                 insert(metrics_table),
                 [
                     {"run_id": run_id, "name": name, "value": m.value, "std": m.std, "n": m.n,
-                     "n_failed": m.n_failed}
+                     "n_failed": m.n_failed, "direction": m.direction, "unit": m.unit,
+                     "sample_metric": m.sample_metric}
                     for name, m in res.metrics.items()
                 ],
             )
@@ -526,7 +527,8 @@ class ResultsStore:
         ).mappings()
         for m in mrows:
             metrics.setdefault(m["run_id"], {})[m["name"]] = MetricValue(
-                value=m["value"], std=m["std"], n=m["n"], n_failed=m["n_failed"]
+                value=m["value"], std=m["std"], n=m["n"], n_failed=m["n_failed"],
+                direction=m["direction"], unit=m["unit"], sample_metric=m["sample_metric"],
             )
         return [
             StoredRun(
@@ -565,32 +567,26 @@ class ResultsStore:
     def sample_values(self, run_id: int, metric: str) -> SampleValues:
         """Per-sample values of ``metric`` for run ``run_id``; failures include samples that
         failed for every metric. Ids come back sorted."""
+        return self.sample_values_of_runs([run_id], metric)[run_id]
+
+    def sample_values_of_runs(self, run_ids: Iterable[int], metric: str) -> dict[int, SampleValues]:
+        """:meth:`sample_values` of ``metric`` for several runs in one query (run id ->
+        values; a run without rows gets empty arrays and no failures)."""
+        wanted = sorted({int(r) for r in run_ids})
+        if not wanted:
+            return {}
         t = sample_values_table
 
         def txn(conn: Connection) -> list[Any]:
             return conn.execute(
-                select(t.c.metric, t.c.sample_id, t.c.value, t.c.failure_reason)
-                .where(and_(t.c.run_id == run_id, or_(t.c.metric == metric, t.c.metric == ALL_METRICS)))
+                select(t.c.run_id, t.c.metric, t.c.sample_id, t.c.value, t.c.failure_reason)
+                .where(and_(t.c.run_id.in_(wanted), or_(t.c.metric == metric, t.c.metric == ALL_METRICS)))
             ).all()
 
-        rows = self._read(txn)
-        ids_list = [r.sample_id for r in rows if r.metric == metric and r.value is not None]
-        values = np.fromiter(
-            (r.value for r in rows if r.metric == metric and r.value is not None),
-            dtype=np.float64, count=len(ids_list),
-        )
-        ids = np.asarray(ids_list, dtype=str)
-        order = np.argsort(ids, kind="stable")  # code-point order, whatever the DB collation
-        ids, values = ids[order], values[order]
-        have = set(ids_list)
-        failures: dict[str, str] = {}
-        for r in rows:
-            if r.value is None and r.sample_id not in have:
-                failures.setdefault(r.sample_id, r.failure_reason or "failed")
-        return SampleValues(
-            run_id=run_id, metric=metric, ids=ids, values=values,
-            failures=failures,
-        )
+        by_run: dict[int, list[Any]] = {r: [] for r in wanted}
+        for row in self._read(txn):
+            by_run[int(row.run_id)].append(row)
+        return {run_id: _sample_values(run_id, metric, rows) for run_id, rows in by_run.items()}
 
     # ------------------------------------------------------------------ checks
     def check_integrity(self) -> list[str]:
@@ -656,6 +652,25 @@ class ResultsStore:
             ).all()
         )
         return {status: int(n) for status, n in rows}
+
+
+def _sample_values(run_id: int, metric: str, rows: Sequence[Any]) -> SampleValues:
+    """A :class:`SampleValues` from the ``(metric, sample_id, value, failure_reason)`` rows of
+    one run (rows of ``metric`` and of ``"*"``)."""
+    ids_list = [r.sample_id for r in rows if r.metric == metric and r.value is not None]
+    values = np.fromiter(
+        (r.value for r in rows if r.metric == metric and r.value is not None),
+        dtype=np.float64, count=len(ids_list),
+    )
+    ids = np.asarray(ids_list, dtype=str)
+    order = np.argsort(ids, kind="stable")  # code-point order, whatever the DB collation
+    ids, values = ids[order], values[order]
+    have = set(ids_list)
+    failures: dict[str, str] = {}
+    for r in rows:
+        if r.value is None and r.sample_id not in have:
+            failures.setdefault(r.sample_id, r.failure_reason or "failed")
+    return SampleValues(run_id=run_id, metric=metric, ids=ids, values=values, failures=failures)
 
 
 def open_store(db: str | os.PathLike[str] | None = None, **kwargs: Any) -> ResultsStore:

@@ -24,6 +24,10 @@ class FaceReconstruction:
         landmark_indices: (68,) long vertex indices with iBUG-68 semantics, or None for
             topologies without them (then ``landmarks3d`` must be given for NoW-style protocols).
         landmarks2d: (68, 2) float, input-image pixels, or None.
+        landmarks3d: 3D landmarks in mm, model frame, or None: (68, 3) iBUG-68 points, or
+            (7, 3) the method's own NoW points in NoW order (right eye outer, right eye inner,
+            left eye inner, left eye outer, nose bottom, right mouth corner, left mouth corner;
+            the official NoW interface). Given, they win over ``landmark_indices``.
         rotation: (3, 3) model -> world rotation, or None.
         translation: (3,) millimetres, or None.
         camera: free-form camera description, e.g. ``{"kind": "perspective", "focal": 1015.0,
@@ -51,7 +55,8 @@ class FaceReconstruction:
     failure: str | None = None
 
     def landmarks_3d(self) -> Tensor | None:
-        """(68, 3) model-frame landmark positions in mm (explicit ones win over indices)."""
+        """Model-frame 3D landmarks in mm: ``landmarks3d`` ((68, 3) or NoW's (7, 3)) when given,
+        else the (68, 3) vertices at ``landmark_indices``."""
         if self.landmarks3d is not None:
             return self.landmarks3d
         if self.vertices is None or self.landmark_indices is None:

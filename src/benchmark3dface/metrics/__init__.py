@@ -9,10 +9,11 @@ sample id, failures with reasons, and curves (CED). See docs/protocols.md.
 from __future__ import annotations
 
 from .base import ProtocolMetric, as_samples, pair_up
-from .depth import DepthError, common_valid_mask, compare_depth
+from .depth import DepthError, common_valid_mask, compare_depth, compare_depth_methods, render_depth
+from .detection import FaceDetection
 from .fidelity import Fidelity, fidelity_report, format_fidelity, metric_fidelity
 from .geometry import NOW7_FROM_IBUG68
-from .matching import match_faces
+from .matching import MatchRule, iter_scored_faces, match_faces
 from .nme import AFLW2000NME, AFLW2000DenseNME, nme
 from .result import Curve, MetricValue, ProtocolResult
 from .scan import MICCRMSE, NoWMetrical, NoWScanToMesh
@@ -21,7 +22,7 @@ from .true_error import TrueError
 #: protocol name -> class (what the runner / CLI / leaderboard refer to)
 PROTOCOLS: dict[str, type[ProtocolMetric]] = {
     cls.name: cls
-    for cls in (MICCRMSE, NoWScanToMesh, NoWMetrical, AFLW2000NME, AFLW2000DenseNME, DepthError, TrueError)
+    for cls in (MICCRMSE, NoWScanToMesh, NoWMetrical, AFLW2000NME, AFLW2000DenseNME, DepthError, TrueError, FaceDetection)
 }
 
 
@@ -40,7 +41,9 @@ __all__ = [
     "AFLW2000DenseNME",
     "Curve",
     "DepthError",
+    "FaceDetection",
     "Fidelity",
+    "MatchRule",
     "MetricValue",
     "NoWMetrical",
     "NoWScanToMesh",
@@ -51,10 +54,13 @@ __all__ = [
     "build_protocol",
     "common_valid_mask",
     "compare_depth",
+    "compare_depth_methods",
     "fidelity_report",
     "format_fidelity",
+    "iter_scored_faces",
     "match_faces",
     "metric_fidelity",
     "nme",
     "pair_up",
+    "render_depth",
 ]

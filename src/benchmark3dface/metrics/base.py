@@ -30,7 +30,7 @@ from torchmetrics import Metric
 
 from ..data.sample import Sample
 from ..methods.reconstruction import FaceReconstruction, Reconstruction
-from .result import Curve, MetricValue, ProtocolResult
+from .result import DIRECTIONS, Curve, Direction, MetricValue, ProtocolResult
 
 
 def encode_strings(strings: Sequence[str], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
@@ -121,16 +121,47 @@ def ced_curve(errors: np.ndarray, n_failed: int, x_max: float, steps: int = 201,
 
 class ProtocolMetric(Metric):
     """Base class: subclasses set ``name``, ``value_names``, ``units``, implement ``update``
-    (calling ``record``) and ``summarise``."""
+    (calling ``record``) and ``summarise``.
+
+    Every number a protocol reports declares its unit and direction, so the leaderboard never
+    guesses them from names: ``units`` maps a per-sample value or summary name to its unit,
+    ``directions`` to ``"lower"`` / ``"higher"`` (is better); a name not in ``directions``
+    takes the protocol-wide ``higher_is_better`` (False: every number is an error).
+    ``sample_metrics`` maps a summary name to the per-sample value it summarises (the
+    leaderboard ranks on the mean of those per-sample values over every sample, failures at a
+    penalty); a summary named like a required value summarises that value unless listed.
+    ``compute`` writes these declarations into each ``MetricValue``.
+    """
 
     name: ClassVar[str] = "protocol"
     value_names: ClassVar[tuple[str, ...]] = ("error",)
     #: values that may be NaN on a scored record (e.g. an unknown yaw)
     optional_values: ClassVar[tuple[str, ...]] = ()
+    #: unit of each per-sample value / summary number ("mm", "%", "" dimensionless ...)
     units: ClassVar[dict[str, str]] = {}
+    #: which values are better, per name, where it differs from ``higher_is_better``
+    directions: ClassVar[dict[str, Direction]] = {}
+    #: summary name -> per-sample value it summarises (None: no single one, e.g. a yaw bin)
+    sample_metrics: ClassVar[dict[str, str | None]] = {}
     full_state_update: ClassVar[bool] = False
     is_differentiable: ClassVar[bool] = False
+    #: the protocol-wide direction of every name not in ``directions``
     higher_is_better: ClassVar[bool] = False
+
+    @classmethod
+    def direction_of(cls, name: str) -> Direction:
+        """``"lower"`` or ``"higher"``: which values of the number ``name`` are better."""
+        direction = cls.directions.get(name, "higher" if cls.higher_is_better else "lower")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"{cls.__name__}.directions[{name!r}] must be 'lower' or 'higher', got {direction!r}")
+        return direction
+
+    @classmethod
+    def sample_metric_of(cls, name: str) -> str | None:
+        """The per-sample value the summary ``name`` summarises (see ``sample_metrics``)."""
+        if name in cls.sample_metrics:
+            return cls.sample_metrics[name]
+        return name if name in cls.value_names and name not in cls.optional_values else None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -203,6 +234,11 @@ class ProtocolMetric(Metric):
         per_sample = {name: {sid: float(vals[i, j]) for i, sid in enumerate(ids) if not reasons[i]}
                       for j, name in enumerate(self.value_names)}
         metrics, curves = self.summarise(ids, vals, reasons, keep)
+        for name, m in metrics.items():  # the protocol's declarations travel with each number
+            m.unit = m.unit or self.units.get(name, "")
+            m.direction = m.direction or self.direction_of(name)
+            if m.sample_metric is None:
+                m.sample_metric = self.sample_metric_of(name)
         return ProtocolResult(self.name, metrics, per_sample, failures, curves, self.config())
 
 

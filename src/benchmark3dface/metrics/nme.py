@@ -13,6 +13,13 @@ Multi-face images: predicted faces are matched to GT faces by centre distance (H
 a GT face without a prediction within ``match_radius`` x its box size is a failure "face not
 detected"); faces are keyed ``"<sample_id>#<k>"``. Image sets / multi-view samples: view k is
 scored with ``Reconstruction.per_view[k]`` (same keys). Dense NME (``AFLW2000DenseNME``): the same on all GT vertices in image space.
+
+Failures (no reconstruction, no / bad landmarks, face not detected) are never dropped
+silently: every bin reports ``n`` scored and ``n_failed``, and ``coverage`` / ``coverage_<bin>``
+give n scored / n seen in percent. By default the means are over the scored faces
+(``score_all=False``); ``score_all=True`` scores every image 3DDFA-style, a failed face counted
+at NME = ``failure_nme`` (default 100 %: an error as large as the face box) in every mean. Faces
+whose *ground truth* is missing are never penalised (they are counted as failures only).
 """
 
 from __future__ import annotations
@@ -32,6 +39,66 @@ from .matching import landmark_center, match_faces
 from .result import MetricValue
 
 YAW_BINS_DEG = ((0.0, 30.0), (30.0, 60.0), (60.0, math.inf))
+#: NME (%) a failed face is counted at under ``score_all=True``: an error as large as the face
+FAILURE_NME_DEFAULT = 100.0
+
+
+def _bin_name(prefix: str, lo: float, hi: float) -> str:
+    return f"{prefix}_{int(lo)}_{int(hi)}" if math.isfinite(hi) else f"{prefix}_{int(lo)}_plus"
+
+
+_COVERAGE = ("coverage",) + tuple(_bin_name("coverage", lo, hi) for lo, hi in YAW_BINS_DEG)
+#: coverage numbers are better higher, and summarise no per-sample value
+_COVERAGE_HIGHER: dict[str, str] = {k: "higher" for k in _COVERAGE}
+_COVERAGE_NONE: dict[str, str | None] = {k: None for k in _COVERAGE}
+
+
+def gt_missing(reason: str) -> bool:
+    """Whether a failure reason says the *ground truth* is missing (never penalised)."""
+    return reason.startswith("no ") and " GT" in reason
+
+
+def nme_summary(values: np.ndarray, reasons: list[str], score_all: bool = False,
+                failure_nme: float = FAILURE_NME_DEFAULT, ced_max: float = 10.0):
+    """Yaw-bin summary of per-face (nme %, yaw deg) records (see the module docstring): bin
+    means, ``nme_mean`` (mean of the three bin means), ``nme_all``, coverage per bin and
+    overall (%), CED. With ``score_all`` a failed face counts as ``failure_nme`` in the means
+    (not when its GT is missing)."""
+    ok = np.array([not r for r in reasons], dtype=bool)
+    penal = np.array([bool(r) and score_all and not gt_missing(r) for r in reasons], dtype=bool)
+    scored = np.where(ok, values[:, 0], np.where(penal, failure_nme, np.nan))
+    counted = ok | penal
+    yaw = values[:, 1]
+    bins = np.array([-1 if (b := yaw_bin(y)) is None else b for y in yaw])
+    metrics: dict[str, MetricValue] = {}
+    means = []
+    for b, (lo, hi) in enumerate(YAW_BINS_DEG):
+        sel = bins == b
+        v = scored[sel & counted]
+        n_ok, nf = int((sel & ok).sum()), int((sel & ~ok).sum())
+        metrics[_bin_name("nme", lo, hi)] = MetricValue(float(v.mean()) if len(v) else math.nan,
+                                                        float(v.std()) if len(v) else math.nan, n_ok, nf, "%")
+        means.append(metrics[_bin_name("nme", lo, hi)].value)
+    n_failed = int((~ok).sum())
+    finite = [m for m in means if math.isfinite(m)]
+    unbinned = int((bins[ok] < 0).sum())
+    metrics["nme_mean"] = MetricValue(float(np.mean(means)) if len(finite) == 3 else math.nan,
+                                      float(np.std(means)) if len(finite) == 3 else math.nan,
+                                      int(ok.sum()) - unbinned, n_failed, "%")
+    allv = scored[counted]
+    metrics["nme_all"] = MetricValue(float(allv.mean()) if len(allv) else math.nan,
+                                     float(allv.std()) if len(allv) else math.nan, int(ok.sum()), n_failed, "%")
+    total = len(reasons)
+    metrics["coverage"] = MetricValue(100.0 * ok.sum() / total if total else math.nan, None, int(ok.sum()),
+                                      n_failed, "%")
+    for b, (lo, hi) in enumerate(YAW_BINS_DEG):
+        sel = bins == b
+        nb = int(sel.sum())
+        metrics[_bin_name("coverage", lo, hi)] = MetricValue(100.0 * (sel & ok).sum() / nb if nb else math.nan, None,
+                                                             int((sel & ok).sum()), int((sel & ~ok).sum()), "%")
+    # the 3DDFA headline (mean of the yaw-bin means) first: the leaderboard ranks on it
+    metrics = {"nme_mean": metrics.pop("nme_mean"), **metrics}
+    return metrics, {"nme_ced": ced_curve(values[ok, 0], n_failed, ced_max, x_label="NME (%)")}
 
 
 def bbox_size(gt: Tensor) -> Tensor:
@@ -120,18 +187,31 @@ class AFLW2000NME(_FaceMatching):
     value_names: ClassVar[tuple[str, ...]] = ("nme", "yaw_deg")
     optional_values: ClassVar[tuple[str, ...]] = ("yaw_deg",)
     units: ClassVar[dict[str, str]] = {"nme": "%", "yaw_deg": "deg"}
+    sample_metrics: ClassVar[dict[str, str | None]] = {"nme_mean": "nme", "nme_all": "nme", **_COVERAGE_NONE}
+    directions: ClassVar[dict[str, str]] = _COVERAGE_HIGHER
 
-    def __init__(self, gt: str = "lm68", match_radius: float = 0.5, ced_max: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, gt: str = "lm68", match_radius: float = 0.5, ced_max: float = 10.0, score_all: bool = False,
+                 failure_nme: float = FAILURE_NME_DEFAULT, **kwargs: Any) -> None:
+        """``gt``: "lm68" (``Sample.lm68``: the reader's landmark set, e.g. 3DDFA's re-annotated
+        one) or "lm68_3d" (x, y of ``pt3d_68``); ``score_all`` / ``failure_nme``: 3DDFA-style
+        scoring of every image, a failed face counted at ``failure_nme`` % (module docstring)."""
         super().__init__(**kwargs)
         if gt not in ("lm68", "lm68_3d"):
             raise ValueError(f"gt must be 'lm68' or 'lm68_3d', got {gt!r}")
+        if not math.isfinite(failure_nme) or failure_nme < 0:
+            raise ValueError(f"failure_nme must be a finite NME >= 0 (%), got {failure_nme!r}")
         self.gt = gt
         self.match_radius = float(match_radius)
         self.ced_max = float(ced_max)
+        self.score_all = bool(score_all)
+        self.failure_nme = float(failure_nme)
 
     def config(self) -> dict[str, Any]:
         return {"gt": self.gt, "normalisation": "sqrt(w*h) of the GT 68-point box", "yaw_bins_deg": "[0,30],(30,60],>60",
-                "match_radius": self.match_radius}
+                "match_radius": self.match_radius,
+                "failures": (f"scored at NME = {self.failure_nme:g} % (every image counted)" if self.score_all
+                             else "excluded from the means; coverage = n scored / n seen"),
+                "score_all": self.score_all, "failure_nme": self.failure_nme}
 
     def update(self, reconstructions: Sequence[Reconstruction] | Reconstruction,
                batch: Sample | Sequence[Sample]) -> None:
@@ -157,31 +237,7 @@ class AFLW2000NME(_FaceMatching):
         self.record(ids, vals, reasons)
 
     def summarise(self, ids, values, reasons, keep):
-        ok = np.array([not r for r in reasons], dtype=bool)
-        yaw = values[:, 1]
-        bins = np.array([-1 if (b := yaw_bin(y)) is None else b for y in yaw])
-        metrics: dict[str, MetricValue] = {}
-        means = []
-        for b, (lo, hi) in enumerate(YAW_BINS_DEG):
-            sel = bins == b
-            v = values[sel & ok, 0]
-            nf = int((sel & ~ok).sum())
-            name = f"nme_{int(lo)}_{int(hi)}" if math.isfinite(hi) else f"nme_{int(lo)}_plus"
-            metrics[name] = MetricValue(float(v.mean()) if len(v) else math.nan, float(v.std()) if len(v) else math.nan,
-                                        len(v), nf, "%")
-            means.append(metrics[name].value)
-        n_failed = int((~ok).sum())
-        finite = [m for m in means if math.isfinite(m)]
-        unbinned = int((bins[ok] < 0).sum())
-        metrics["nme_mean"] = MetricValue(float(np.mean(means)) if len(finite) == 3 else math.nan,
-                                          float(np.std(means)) if len(finite) == 3 else math.nan,
-                                          int(ok.sum()) - unbinned, n_failed, "%")
-        allv = values[ok, 0]
-        metrics["nme_all"] = MetricValue(float(allv.mean()) if len(allv) else math.nan,
-                                         float(allv.std()) if len(allv) else math.nan, len(allv), n_failed, "%")
-        # the 3DDFA headline (mean of the yaw-bin means) first: the leaderboard ranks on it
-        metrics = {"nme_mean": metrics.pop("nme_mean"), **metrics}
-        return metrics, {"nme_ced": ced_curve(allv, n_failed, self.ced_max, x_label="NME (%)")}
+        return nme_summary(values, reasons, self.score_all, self.failure_nme, self.ced_max)
 
 
 def project_face(face: FaceReconstruction) -> Tensor | None:
@@ -222,6 +278,8 @@ class AFLW2000DenseNME(_FaceMatching):
     value_names: ClassVar[tuple[str, ...]] = ("nme", "yaw_deg")
     optional_values: ClassVar[tuple[str, ...]] = ("yaw_deg",)
     units: ClassVar[dict[str, str]] = {"nme": "%", "yaw_deg": "deg"}
+    sample_metrics: ClassVar[dict[str, str | None]] = {"nme_mean": "nme", "nme_all": "nme", **_COVERAGE_NONE}
+    directions: ClassVar[dict[str, str]] = _COVERAGE_HIGHER
 
     def __init__(self, match_radius: float = 0.5, ced_max: float = 10.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -269,4 +327,4 @@ class AFLW2000DenseNME(_FaceMatching):
         self.record(ids, vals, reasons)
 
     def summarise(self, ids, values, reasons, keep):
-        return AFLW2000NME.summarise(self, ids, values, reasons, keep)  # type: ignore[arg-type]
+        return nme_summary(values, reasons, False, FAILURE_NME_DEFAULT, self.ced_max)

@@ -2,7 +2,9 @@
 
 A ``ProtocolResult`` holds:
 
-- ``metrics``: named summary numbers, each a ``MetricValue`` (value, std, n, n_failed, unit);
+- ``metrics``: named summary numbers, each a ``MetricValue`` (value, std, n, n_failed, unit,
+  direction, and the per-sample value it summarises), with the unit and direction the protocol
+  declares (``ProtocolMetric.units`` / ``directions``);
 - ``per_sample``: for each per-sample quantity (e.g. ``"rmse"``), a dict ``sample_id -> float``
   over the successfully scored samples (for CED curves and paired tests between methods);
 - ``failures``: ``sample_id -> reason`` for every sample that could not be scored (bad
@@ -18,7 +20,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+#: Which values of a number are better: ``"lower"`` (errors) or ``"higher"`` (scores).
+Direction = Literal["lower", "higher"]
+DIRECTIONS: tuple[str, ...] = ("lower", "higher")
 
 
 @dataclass
@@ -33,6 +39,13 @@ class MetricValue:
         n_failed: number of samples that were attempted and failed; ``n + n_failed`` is the
             number of samples seen.
         unit: ``"mm"``, ``"%"``, ``""`` (dimensionless) ...
+        direction: ``"lower"`` or ``"higher"``: which values are better, as the protocol
+            declares it (``ProtocolMetric.compute`` fills it in); None for results written
+            before protocols declared it.
+        sample_metric: the per-sample value (a key of ``ProtocolResult.per_sample``) whose
+            per-sample numbers this one summarises, e.g. ``"nme"`` for ``"nme_mean"``; the
+            leaderboard ranks on their mean over every sample, failures counted at a penalty.
+            None when it summarises no single per-sample value (e.g. one yaw bin).
     """
 
     value: float
@@ -40,12 +53,16 @@ class MetricValue:
     n: int
     n_failed: int
     unit: str = ""
+    direction: Direction | None = None
+    sample_metric: str | None = None
 
     def __post_init__(self) -> None:
         self.value = float(self.value)
         self.std = None if self.std is None else float(self.std)
         self.n = int(self.n)
         self.n_failed = int(self.n_failed)
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise ValueError(f"MetricValue.direction must be 'lower', 'higher' or None, got {self.direction!r}")
 
 
 @dataclass
@@ -99,9 +116,12 @@ class ProtocolResult:
         )
 
     def summary(self) -> str:
-        """One line per metric, e.g. ``rmse = 1.660 +- 0.310 mm (n=53, failed=0)``."""
+        """One line per metric, e.g. ``rmse = 1.660 +- 0.310 mm (n=53, failed=0)``; a declared
+        direction is shown as ``(lower is better)``."""
         lines = []
         for name, m in self.metrics.items():
             std = "" if m.std is None or math.isnan(m.std) else f" +- {m.std:.4g}"
-            lines.append(f"{name} = {m.value:.4g}{std} {m.unit} (n={m.n}, failed={m.n_failed})".replace("  ", " "))
+            better = f", {m.direction} is better" if m.direction else ""
+            lines.append(f"{name} = {m.value:.4g}{std} {m.unit} (n={m.n}, failed={m.n_failed}{better})"
+                         .replace("  ", " "))
         return "\n".join(lines)

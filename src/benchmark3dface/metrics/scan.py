@@ -3,11 +3,15 @@
 variant (no scale).
 
 Inputs: ``Reconstruction.face`` (the aggregated face for sets / videos) in millimetres, model
-frame; GT from ``Sample.scan_vertices`` (mm), ``Sample.scan_landmarks7`` (NoW order, mm) and,
-for MICC, the scan's nose tip (``nose_tips=`` argument of ``update`` or
-``Sample.meta["scan_nose_tip"]``). The batched torch path (``backend="torch"``, default, CPU or
-CUDA: the metric's device) and the open3d/scipy reference (``backend="reference"``) give the
-same numbers (tests check 1e-3 mm).
+frame, with its 3D landmarks (``FaceReconstruction.landmarks3d`` as 68 iBUG points or NoW's
+own 7 points, or ``landmark_indices``); GT from ``Sample.scan_vertices`` (mm),
+``Sample.scan_landmarks7`` (NoW order, mm) and, for MICC, the scan's nose tip (``nose_tips=``
+argument of ``update``, or ``Sample.meta["scan_nose_tip"]`` from an annotation file, or the
+named ``max_z`` fallback) and optionally ``Sample.meta["scan_landmarks68"]``. Alignment: ICP
+from several starts, the best kept by the protocol's own residual, MICC refined on its
+point-to-plane residual (``reference`` module docstring). The batched torch path
+(``backend="torch"``, default, CPU or CUDA: the metric's device) and the open3d/scipy
+reference (``backend="reference"``) give the same numbers (tests check 1e-3 mm).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import Tensor
 
 from ..data.sample import Sample
 from ..methods.reconstruction import FaceReconstruction, Reconstruction
-from .base import ProtocolMetric, ced_curve, face_failure, mean_std, pair_up
+from .base import ProtocolMetric, _cat_state, ced_curve, decode_strings, encode_strings, face_failure, mean_std, pair_up
 from .geometry import IBUG68_NOSE_TIP, NOW7_FROM_IBUG68
 from .reference import FitOptions, micc_reference, now_reference
 from .result import Curve, MetricValue
@@ -40,16 +44,32 @@ def _scan_failure(scan: Any) -> str | None:
 
 
 def _landmarks7(face: FaceReconstruction) -> tuple[Tensor | None, str | None]:
-    """The 7 NoW landmarks of a predicted face from its 68 3D landmarks."""
+    """The 7 NoW landmarks of a predicted face: the method's own 7 points
+    (``landmarks3d`` with 7 rows, NoW order: the official interface) or iBUG indices
+    ``NOW7_FROM_IBUG68`` of its 68 3D landmarks."""
     lm = face.landmarks_3d()
     if lm is None:
         return None, "no 3D landmarks (landmark_indices or landmarks3d)"
-    if tuple(lm.shape) != (68, 3):
-        return None, f"3D landmarks must be (68, 3), got {tuple(lm.shape)}"
-    lm7 = lm[list(NOW7_FROM_IBUG68)]
+    if tuple(lm.shape) == (7, 3):
+        lm7 = lm
+    elif tuple(lm.shape) == (68, 3):
+        lm7 = lm[list(NOW7_FROM_IBUG68)]
+    else:
+        return None, f"3D landmarks must be (68, 3) iBUG or (7, 3) NoW order, got {tuple(lm.shape)}"
     if not torch.isfinite(lm7).all():
         return None, "non-finite 3D landmarks"
     return lm7, None
+
+
+def _landmarks68(face: FaceReconstruction) -> Tensor | None:
+    """The prediction's 68 iBUG 3D landmarks (``landmarks3d`` with 68 rows, else the vertices
+    at ``landmark_indices``), or None."""
+    lm = face.landmarks_3d()
+    if lm is not None and tuple(lm.shape) == (68, 3):
+        return lm
+    if face.vertices is not None and face.landmark_indices is not None and tuple(face.landmark_indices.shape) == (68,):
+        return face.vertices[face.landmark_indices]
+    return None
 
 
 def _groups(sizes: list[int], budget: int) -> list[list[int]]:
@@ -73,13 +93,15 @@ class _ScanProtocol(ProtocolMetric):
 
     def __init__(self, backend: str = "torch", with_scale: bool = True, max_iter: int = 100, tol: float = 1e-6,
                  max_corr_mm: float | None = None, initial_alignment: str = "auto", max_rows: int = 2_000_000,
-                 **kwargs: Any) -> None:
+                 n_starts: int = 3, start_angle_deg: float = 10.0, refine_iter: int = 30, **kwargs: Any) -> None:
         """Options common to the scan protocols: ``backend`` "torch" (batched, the metric's
         device) or "reference" (open3d / scipy); ``with_scale`` isotropic scale in the
         alignment; ``max_iter`` / ``tol`` (mm) the ICP stopping rule (``max_iter=0``: the initial
         alignment only); ``max_corr_mm`` ignore farther correspondences in the ICP fit;
         ``initial_alignment`` "auto" (landmarks / nose tip / centroids) or "none" (predictions
-        already in the scan frame); ``max_rows`` scan points evaluated together."""
+        already in the scan frame); ``n_starts`` / ``start_angle_deg`` the ICP starts and
+        ``refine_iter`` the MICC point-to-plane refinement (``reference.FitOptions``);
+        ``max_rows`` scan points evaluated together (all starts counted)."""
         super().__init__(**kwargs)
         if backend not in ("torch", "reference"):
             raise ValueError(f"backend must be 'torch' or 'reference', got {backend!r}")
@@ -87,66 +109,134 @@ class _ScanProtocol(ProtocolMetric):
             raise ValueError(f"initial_alignment must be 'auto' or 'none', got {initial_alignment!r}")
         self.backend = backend
         self.initial_alignment = initial_alignment
-        self.opts = FitOptions(with_scale=with_scale, max_iter=max_iter, tol=tol, max_corr_mm=max_corr_mm)
+        self.opts = FitOptions(with_scale=with_scale, max_iter=max_iter, tol=tol, max_corr_mm=max_corr_mm,
+                               n_starts=n_starts, start_angle_deg=start_angle_deg, refine_iter=refine_iter)
         self.max_rows = max_rows
 
     def _base_config(self) -> dict[str, Any]:
         return {"with_scale": self.opts.with_scale, "max_iter": self.opts.max_iter, "tol_mm": self.opts.tol,
-                "max_corr_mm": self.opts.max_corr_mm, "initial_alignment": self.initial_alignment}
+                "max_corr_mm": self.opts.max_corr_mm, "initial_alignment": self.initial_alignment,
+                "n_starts": self.opts.n_starts if self.opts.max_iter > 0 else 1,
+                "start_angle_deg": self.opts.start_angle_deg}
+
+    def _row_cost(self, n_points: int) -> int:
+        """Scan rows a pair occupies in the batched fit (every start has its own)."""
+        return n_points * (self.opts.n_starts if self.opts.max_iter > 0 else 1)
 
     def _work_device(self) -> torch.device:
         return self.device if self.backend == "torch" else torch.device("cpu")
 
 
-class MICCRMSE(_ScanProtocol):
-    """MICC Florence / Deng'19 protocol: point-to-plane RMSE (mm) per reconstruction.
+#: where MICC's scan nose tip came from, per record (``MICCRMSE`` state ``rec_nose_src``)
+NOSE_SOURCES = ("given", "annotation", "max_z")
 
-    Per sample: crop the GT scan to ``radius`` mm around its nose tip (optionally drop points
-    more than ``forehead_cut`` mm above the nose tip along ``up``, for meshes without a
-    forehead); initialise the similarity from the 7 NoW landmarks when the sample has
-    ``scan_landmarks7`` and the prediction has 3D landmarks, else by moving the predicted nose
-    tip (68-landmark 30) onto the scan's, else centroid onto centroid; ICP with isotropic scale
-    (``with_scale``) for at most ``max_iter`` iterations (stop when the RMS correspondence
-    residual changes by < ``tol`` mm); then for every kept scan point the point-to-plane
-    distance |(x - v) . n_v| to its closest predicted vertex v (n_v: v's normal, the normalised
-    sum of adjacent unit face normals); RMSE over the kept points.
-    Dataset: mean +- std of the per-sample RMSE. Units: mm.
+
+def subject_of(sample: Sample) -> str:
+    """The subject a sample shows, for per-subject pooling: ``Sample.meta["subject"]``, else
+    ``Sample.identity``, else the sample id (every sample its own subject)."""
+    meta = sample.meta if isinstance(sample.meta, dict) else {}
+    if meta.get("subject") not in (None, ""):
+        return str(meta["subject"])
+    if sample.identity is not None:
+        ident = sample.identity.item() if isinstance(sample.identity, Tensor) else sample.identity
+        return f"identity:{ident}"
+    return sample.sample_id
+
+
+class MICCRMSE(_ScanProtocol):
+    """MICC Florence / Deng'19 protocol: point-to-plane RMSE (mm) per reconstruction, pooled per
+    subject.
+
+    Per sample (a video frame, or a subject's image set with its aggregated face): crop the GT
+    scan to ``radius`` mm around its nose tip (optionally drop points more than
+    ``forehead_cut`` mm above the nose tip along ``up``, for meshes without a forehead);
+    initialise the similarity from landmarks when the scan has them -- 68 iBUG points
+    (``Sample.meta["scan_landmarks68"]``) against the prediction's 68, else NoW's 7
+    (``Sample.scan_landmarks7``) against the prediction's 7 -- else by moving the predicted
+    nose tip (68-landmark 30) onto the scan's, else centroid onto centroid; ICP with isotropic
+    scale (``with_scale``) from ``n_starts`` starts, at most ``max_iter`` iterations each (stop
+    when the RMS correspondence residual changes by < ``tol`` mm), the start with the lowest
+    point-to-plane RMSE refined on that residual (``reference`` module docstring); then for
+    every kept scan point the point-to-plane distance |(x - v) . n_v| to its closest predicted
+    vertex v (n_v: v's normal, the normalised sum of adjacent unit face normals); RMSE over the
+    kept points.
+
+    Dataset: ``rmse`` = mean +- std over *subjects* of each subject's mean RMSE over its
+    frames / videos (what Deng and Genova report; ``subject_of`` gives a sample's subject),
+    ``rmse_frames`` = mean +- std over the per-sample values. Per sample: ``rmse``,
+    ``n_points`` keyed by sample id (``"micc/<setting>/<subject>/<frame>"`` from the reader),
+    plus the per-subject table ``per_sample["rmse_subject"]``. Units: mm.
     """
 
     name: ClassVar[str] = "micc"
     value_names: ClassVar[tuple[str, ...]] = ("rmse", "n_points")
-    units: ClassVar[dict[str, str]] = {"rmse": "mm", "n_points": ""}
+    units: ClassVar[dict[str, str]] = {"rmse": "mm", "n_points": "", "rmse_frames": "mm"}
+    sample_metrics: ClassVar[dict[str, str | None]] = {"rmse": "rmse", "rmse_frames": "rmse"}
 
     def __init__(self, radius: float = 95.0, forehead_cut: float | None = None, up: Sequence[float] = (0.0, 1.0, 0.0),
                  nose_tip: str = "auto", search: str = "auto", **kwargs: Any) -> None:
         """``nose_tip``: where the scan's nose tip comes from when ``update`` gets none:
-        "meta" (``Sample.meta["scan_nose_tip"]``, a failure when absent), "max_z" (the scan point
+        "annotation" (``Sample.meta["scan_nose_tip"]``, written by the MICC reader from an
+        annotation file; a failure when absent; "meta" is an alias), "max_z" (the scan point
         with the largest z: frontal scans in the conventions' frame, z toward the viewer) or
-        "auto" (meta when present, else max_z). ``search``: the torch backend's closest-vertex
-        search (``scanfit.micc_fit_torch``): "auto", "kdtree" or "grid" -- exact either way, so
-        it is not part of the protocol's config."""
+        "auto" (the annotation when present, else the max_z fallback; ``config`` counts the
+        samples that used it). ``search``: the torch backend's closest-vertex search
+        (``scanfit.micc_fit_torch``): "auto", "kdtree" or "grid" -- exact either way, so it is
+        not part of the protocol's config."""
         super().__init__(**kwargs)
-        if nose_tip not in ("meta", "max_z", "auto"):
-            raise ValueError(f"nose_tip must be 'meta', 'max_z' or 'auto', got {nose_tip!r}")
+        nose_tip = "annotation" if nose_tip == "meta" else nose_tip
+        if nose_tip not in ("annotation", "max_z", "auto"):
+            raise ValueError(f"nose_tip must be 'annotation' ('meta'), 'max_z' or 'auto', got {nose_tip!r}")
         self.search = check_search(search)
         self.radius = float(radius)
         self.forehead_cut = forehead_cut
         self.up = tuple(float(u) for u in up)
         self.nose_tip = nose_tip
+        self.add_state("rec_subject_bytes", default=[], dist_reduce_fx="cat")
+        self.add_state("rec_subject_len", default=[], dist_reduce_fx="cat")
+        self.add_state("rec_nose_src", default=[], dist_reduce_fx="cat")
 
     def config(self) -> dict[str, Any]:
         return {"radius_mm": self.radius, "forehead_cut_mm": self.forehead_cut, "up": list(self.up),
-                "nose_tip": self.nose_tip, "backend": self.backend, **self._base_config()}
+                "nose_tip": self.nose_tip, "backend": self.backend, "pooling": "mean per subject, then over subjects",
+                "refine": "point-to-plane Gauss-Newton" if self.opts.refine_iter > 0 and self.opts.max_iter > 0
+                else "none", "refine_iter": self.opts.refine_iter, **self._base_config()}
 
-    def _nose(self, sample: Sample, given: Tensor | None) -> Tensor | None:
+    def _nose(self, sample: Sample, given: Tensor | None) -> tuple[Tensor | None, int]:
+        """(nose tip (3,) or None, index into ``NOSE_SOURCES``)."""
         if given is not None:
-            return torch.as_tensor(given, dtype=torch.float64).reshape(3)
+            return torch.as_tensor(given, dtype=torch.float64).reshape(3), 0
         meta = sample.meta if isinstance(sample.meta, dict) else {}
         if meta.get("scan_nose_tip") is not None and self.nose_tip != "max_z":
-            return torch.as_tensor(meta["scan_nose_tip"], dtype=torch.float64).reshape(3)
+            return torch.as_tensor(meta["scan_nose_tip"], dtype=torch.float64).reshape(3), 1
         if self.nose_tip in ("max_z", "auto") and sample.scan_vertices is not None:
-            return sample.scan_vertices[int(torch.argmax(sample.scan_vertices[:, 2]))].to(torch.float64)
-        return None
+            return sample.scan_vertices[int(torch.argmax(sample.scan_vertices[:, 2]))].to(torch.float64), 2
+        return None, 2
+
+    def _put(self, sid: str, subject: str, nose_src: int, values: list[float], reason: str) -> None:
+        """One record plus its subject and nose-tip source (states kept aligned with records)."""
+        self.record([sid], [values], [reason])
+        sb, sl = encode_strings([subject], self.device)
+        self.rec_subject_bytes.append(sb)
+        self.rec_subject_len.append(sl)
+        self.rec_nose_src.append(torch.tensor([float(nose_src)], dtype=torch.float64, device=self.device))
+
+    @staticmethod
+    def _init_landmarks(face: FaceReconstruction, sample: Sample) -> tuple[Tensor | None, Tensor | None]:
+        """(prediction, scan) landmarks for the initial similarity: 68 iBUG points when both
+        have them, else NoW's 7; (None, None) when the scan has none."""
+        meta = sample.meta if isinstance(sample.meta, dict) else {}
+        lm = _landmarks68(face)
+        s68 = meta.get("scan_landmarks68")
+        if s68 is not None and lm is not None:
+            s68 = torch.as_tensor(s68, dtype=torch.float64)
+            if tuple(s68.shape) == (68, 3):
+                return lm.to(torch.float64), s68
+        slm = sample.scan_landmarks7
+        lm7, _ = _landmarks7(face)
+        if lm7 is not None and slm is not None and tuple(slm.shape) == (7, 3):
+            return lm7.to(torch.float64), slm.to(torch.float64)
+        return None, None
 
     def update(self, reconstructions: Sequence[Reconstruction] | Reconstruction, batch: Sample | Sequence[Sample],
                nose_tips: Sequence[Tensor] | Tensor | None = None) -> None:
@@ -155,28 +245,26 @@ class MICCRMSE(_ScanProtocol):
         jobs: list[dict[str, Any]] = []
         for k, (rec, sample) in enumerate(pairs):
             sid = sample.sample_id or (rec.sample_id if rec else f"#{k}")
+            subject = subject_of(sample) or sid
             face = rec.face if rec is not None else None
             reason = face_failure(face) or _scan_failure(sample.scan_vertices)
-            nose = None
+            nose, src = None, 2
             if reason is None:
-                nose = self._nose(sample, None if nose_tips is None else nose_tips[k])
+                nose, src = self._nose(sample, None if nose_tips is None else nose_tips[k])
                 if nose is None or not torch.isfinite(nose).all():
                     reason = "no scan nose tip (update(nose_tips=...) or Sample.meta['scan_nose_tip'])"
             if reason is not None:
-                self.record([sid], [[math.nan, math.nan]], [reason])
+                self._put(sid, subject, src, [math.nan, math.nan], reason)
                 continue
-            assert face is not None
-            lm7, _ = _landmarks7(face)
-            lm68 = face.landmarks_3d()
-            slm = sample.scan_landmarks7
-            use_lm = lm7 is not None and slm is not None and tuple(slm.shape) == (7, 3)
-            jobs.append({"id": sid, "v": face.vertices.to(dev, torch.float64), "f": face.triangles.to(dev).long(),
+            assert face is not None and nose is not None
+            plm, slm = self._init_landmarks(face, sample)
+            lm68 = _landmarks68(face)
+            jobs.append({"id": sid, "subject": subject, "src": src,
+                         "v": face.vertices.to(dev, torch.float64), "f": face.triangles.to(dev).long(),
                          "scan": sample.scan_vertices.to(dev, torch.float64), "nose": nose.to(dev),
-                         "plm": lm7.to(dev, torch.float64) if use_lm else None,
-                         "slm": slm.to(dev, torch.float64) if use_lm else None,
-                         "pnose": lm68[IBUG68_NOSE_TIP].to(dev, torch.float64) if lm68 is not None and tuple(
-                             lm68.shape) == (68, 3) else None})
-        for group in _groups([len(j["scan"]) for j in jobs], self.max_rows):
+                         "plm": None if plm is None else plm.to(dev), "slm": None if slm is None else slm.to(dev),
+                         "pnose": None if lm68 is None else lm68[IBUG68_NOSE_TIP].to(dev, torch.float64)})
+        for group in _groups([self._row_cost(len(j["scan"])) for j in jobs], self.max_rows):
             self._score([jobs[i] for i in group])
 
     def _score(self, jobs: list[dict[str, Any]]) -> None:
@@ -198,16 +286,50 @@ class MICCRMSE(_ScanProtocol):
             rows = fit.distances
         for j, d in zip(jobs, rows):
             if len(d) == 0:
-                self.record([j["id"]], [[math.nan, 0]], [f"no scan point within {self.radius} mm of the nose tip"])
+                self._put(j["id"], j["subject"], j["src"], [math.nan, 0],
+                          f"no scan point within {self.radius} mm of the nose tip")
             else:
-                self.record([j["id"]], [[float(d.double().pow(2).mean().sqrt()), len(d)]], [""])
+                self._put(j["id"], j["subject"], j["src"], [float(d.double().pow(2).mean().sqrt()), len(d)], "")
+
+    def _aux(self, keep: list[int]) -> tuple[list[str], np.ndarray]:
+        """Subjects and nose-tip sources of the kept records (raw record order -> ``keep``)."""
+        subjects = decode_strings(_cat_state(self.rec_subject_bytes), _cat_state(self.rec_subject_len))
+        src = _cat_state(self.rec_nose_src).to(torch.float64).numpy()
+        return [subjects[i] for i in keep], src[keep]
 
     def summarise(self, ids, values, reasons, keep):
         ok = np.array([not r for r in reasons], dtype=bool)
         n_failed = int((~ok).sum())
+        subjects, _ = self._aux(keep)
+        per_subject = subject_means(subjects, values[:, 0], ok)
+        scored = np.array([v for v in per_subject.values() if math.isfinite(v)])
+        failed_subjects = sum(1 for v in per_subject.values() if not math.isfinite(v))
         rmse = values[ok, 0]
-        metrics = {"rmse": mean_std(rmse, n_failed, "mm")}
+        metrics = {"rmse": mean_std(scored, failed_subjects, "mm"),
+                   "rmse_frames": mean_std(rmse, n_failed, "mm")}
         return metrics, {"rmse_ced": ced_curve(rmse, n_failed, 5.0, x_label="RMSE (mm)")}
+
+    def compute(self):
+        res = super().compute()
+        ids, values, reasons, keep = self.records()
+        subjects, src = self._aux(keep)
+        ok = np.array([not r for r in reasons], dtype=bool)
+        res.per_sample["rmse_subject"] = {k: v for k, v in subject_means(subjects, values[:, 0], ok).items()
+                                          if math.isfinite(v)}
+        res.config["nose_tip_sources"] = {name: int((src[ok] == i).sum()) for i, name in enumerate(NOSE_SOURCES)}
+        res.config["n_subjects"] = len(set(subjects))
+        return res
+
+
+def subject_means(subjects: Sequence[str], values: np.ndarray, ok: np.ndarray) -> dict[str, float]:
+    """Mean of the scored values of each subject (NaN for a subject with none), in order of
+    first appearance."""
+    acc: dict[str, list[float]] = {}
+    for sub, v, good in zip(subjects, values, ok):
+        acc.setdefault(sub, [])
+        if good:
+            acc[sub].append(float(v))
+    return {k: (float(np.mean(v)) if v else math.nan) for k, v in acc.items()}
 
 
 class NoWScanToMesh(_ScanProtocol):
@@ -216,13 +338,17 @@ class NoWScanToMesh(_ScanProtocol):
     Per sample: crop the GT scan to the sphere of radius 1.4 (outer-eye distance + nose
     distance) / 2 around nose_bottom + 0.3 (nose_bridge - nose_bottom) (nose_bridge: midpoint
     of the inner eye corners; 7 GT landmarks in NoW order); similarity Procrustes of the
-    prediction's 7 landmarks (iBUG 36, 39, 42, 45, 33, 48, 54) onto the scan's; refinement of
-    scale / rotation / translation by ICP against the closest points on the predicted
-    triangles (minimising the summed squared scan-to-mesh distance); then the distance from
-    every kept scan point to the predicted surface. Per sample: median, mean, std of those
-    distances. Dataset: median, mean, std over all scan points of all samples pooled (the
-    median from a 0.01 mm histogram, linearly interpolated). ``with_scale=False`` gives the
-    metrical variant (rigid Procrustes and ICP).
+    prediction's 7 landmarks onto the scan's -- the method's own 7 points when it gives them
+    (``FaceReconstruction.landmarks3d`` with 7 rows, NoW order, the official interface), else
+    iBUG 36, 39, 42, 45, 33, 48, 54 of its 68 3D landmarks; refinement of scale / rotation /
+    translation by ICP against the closest points on the predicted triangles (minimising the
+    summed squared scan-to-mesh distance) from ``n_starts`` starts, the lowest RMS distance
+    kept; then the distance from every kept scan point to the predicted surface. Per sample:
+    median, mean, std of those distances. Dataset: median, mean, std over all scan points of
+    all samples pooled (the median from a 0.01 mm histogram, linearly interpolated).
+    ``with_scale=False`` gives the metrical variant in the official code's order of operations
+    (``NoWMetrical``). Units: predictions and scans in millimetres (the official scripts take
+    the prediction's unit as an argument and convert it to mm first); distances in mm.
     """
 
     name: ClassVar[str] = "now"
@@ -288,7 +414,7 @@ class NoWScanToMesh(_ScanProtocol):
             jobs.append({"id": sid, "v": face.vertices.to(dev, torch.float64), "f": face.triangles.to(dev).long(),
                          "scan": sample.scan_vertices.to(dev, torch.float64),
                          "slm": sample.scan_landmarks7.to(dev, torch.float64), "plm": lm7.to(dev, torch.float64)})
-        for group in _groups([len(j["scan"]) for j in jobs], self.max_rows):
+        for group in _groups([self._row_cost(len(j["scan"])) for j in jobs], self.max_rows):
             self._score([jobs[i] for i in group])
 
     def _score(self, jobs: list[dict[str, Any]]) -> None:
@@ -335,8 +461,12 @@ class NoWScanToMesh(_ScanProtocol):
 
 
 class NoWMetrical(NoWScanToMesh):
-    """The metrical NoW variant: same as ``NoWScanToMesh`` without scale (rigid Procrustes and
-    rigid ICP), for methods that claim metric (millimetre) reconstructions."""
+    """The metrical NoW variant (``scan2mesh_computations_metrical.py`` of the official
+    evaluation), for methods that claim metric (millimetre) reconstructions. Order of
+    operations as there: crop the scan; similarity Procrustes of the 7 landmarks (scale
+    estimated); apply its rotation and translation with the scale replaced by the unit factor
+    (1: predictions are in mm); rigid refinement (rotation and translation only) against the
+    predicted surface; unsigned scan-to-mesh distances in mm."""
 
     name: ClassVar[str] = "now_metrical"
 

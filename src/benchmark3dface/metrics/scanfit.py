@@ -14,14 +14,16 @@ Units: millimetres. Similarities ``(s, R, t)`` map prediction -> scan: ``y = s R
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .geometry import inverse_similarity, similarity_from_landmarks, vertex_normals
-from .reference import FitOptions
+from .geometry import similarity_from_landmarks, vertex_normals
+from .reference import REFINE_PATIENCE, FitOptions, start_rotations
 from .spatial import ClosestQuery, CoherentVertexQuery, Primitives, morton_order
 
 if TYPE_CHECKING:  # numba is imported only when the NoW CPU search runs
@@ -233,18 +235,157 @@ def _init(pred_lm: list[Tensor | None] | None, scan_lm: list[Tensor | None] | No
     return s, rot, t
 
 
+def _turned_starts(start: tuple[Tensor, Tensor, Tensor], centres: Tensor, opts: FitOptions
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """(B,) starts -> (B K,) starts, pair-major (row ``b K + k``): start b followed by turn k of
+    ``reference.start_rotations`` in the prediction's frame about the scan-frame point
+    ``centres[b]`` (same rule as ``reference.turned_start``)."""
+    s, rot, t = start
+    dt, dev = rot.dtype, rot.device
+    turns = torch.from_numpy(np.stack(start_rotations(opts.n_starts, opts.start_angle_deg))).to(dev, dt)  # (K,3,3)
+    k = len(turns)
+    q = rot[:, None] @ turns[None] @ rot.transpose(1, 2)[:, None]  # (B, K, 3, 3): R turn R^T
+    rot_k = q @ rot[:, None]
+    t_k = (q @ (t - centres)[:, None, :, None])[..., 0] + centres[:, None]
+    return s.repeat_interleave(k), rot_k.reshape(-1, 3, 3), t_k.reshape(-1, 3)
+
+
+def _layout(pts: list[Tensor], k: int) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor, list[int]]:
+    """Z-order each pair's scan points and repeat them for its k starts (segment ``b k + j``).
+    Returns (sorted points per pair, orders, flat rows, segment of each row, row offsets)."""
+    srt, orders = _sorted(pts)
+    rep = [p_ for p_ in srt for _ in range(k)]
+    flat, seg = _flatten(rep)
+    offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in rep]), 0).tolist()
+    return srt, orders, flat, seg, offsets
+
+
+def _rows_of(offsets: list[int], g: int, dev: torch.device) -> Tensor:
+    return torch.arange(offsets[g], offsets[g + 1], device=dev)
+
+
+def _map_rows(y: Tensor, s: Tensor, rot: Tensor, t: Tensor, out: Tensor) -> Tensor:
+    """x = ((y - t) @ R) / s into ``out`` (the reference's operation order)."""
+    torch.sub(y, t, out=out)
+    out.copy_(out @ rot)
+    return out.div_(s)
+
+
+def _map_segments(flat: Tensor, offsets: list[int], s: Tensor, rot: Tensor, t: Tensor) -> Tensor:
+    """Every row mapped into its segment's prediction frame, one segment at a time (no
+    per-row (3, 3) gather)."""
+    x = torch.empty_like(flat)
+    for g in range(len(offsets) - 1):
+        if offsets[g + 1] > offsets[g]:
+            _map_rows(flat[offsets[g]:offsets[g + 1]], s[g], rot[g], t[g], x[offsets[g]:offsets[g + 1]])
+    return x
+
+
+def _segment_rms(values: Tensor, offsets: list[int]) -> Tensor:
+    return torch.stack([values[offsets[g]:offsets[g + 1]].pow(2).mean().sqrt() if offsets[g + 1] > offsets[g]
+                        else values.new_tensor(math.inf) for g in range(len(offsets) - 1)])
+
+
+def _pick(scores: Tensor, k: int) -> Tensor:
+    """Index of the best start of each pair (the first of equal scores), scores (B K,)."""
+    return torch.argmin(scores.reshape(-1, k).cpu(), dim=1)
+
+
+def refine_point_to_plane(query, flat: Tensor, offsets: list[int], segs: list[int], normals: Tensor,
+                          sims: tuple[Tensor, Tensor, Tensor], opts: FitOptions
+                          ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor, Tensor]:
+    """Batched ``reference.refine_point_to_plane_np``: pair b owns the rows of segment
+    ``segs[b]``; ``normals`` are the vertex normals of the query's primitives. Returns (best
+    similarities (B,), their |residuals| over the pairs' rows (flat, pair order), updates
+    made (B,))."""
+    s, rot, t = (v.clone() for v in sims)
+    dev, dt = flat.device, flat.dtype
+    nb = len(segs)
+    rows_b = [_rows_of(offsets, g, dev) for g in segs]
+    pos_b = [0] + torch.cumsum(torch.tensor([len(r) for r in rows_b]), 0).tolist()
+    best_rmse = torch.full((nb,), math.inf, dtype=dt)
+    best = (s.clone(), rot.clone(), t.clone())
+    best_d = torch.zeros(pos_b[-1], dtype=dt, device=dev)
+    prev = [math.inf] * nb
+    stall = [0] * nb
+    iters = torch.zeros(nb, dtype=torch.int64)
+    active = [b for b in range(nb) if len(rows_b[b])]
+    while active:
+        rows = torch.cat([rows_b[b] for b in active])
+        sg = torch.cat([torch.full((len(rows_b[b]),), segs[b], dtype=torch.int64, device=dev) for b in active])
+        x = torch.empty(len(rows), 3, dtype=dt, device=dev)
+        pos = 0
+        for b in active:
+            n = len(rows_b[b])
+            _map_rows(flat.index_select(0, rows_b[b]), s[b], rot[b], t[b], x[pos:pos + n])
+            pos += n
+        _, v, prim = query.query(rows, x, sg)
+        nrm = normals.index_select(0, prim)
+        still = []
+        pos = 0
+        for b in active:
+            n = len(rows_b[b])
+            sl = slice(pos, pos + n)
+            pos += n
+            r = s[b] * ((x[sl] - v[sl]) * nrm[sl]).sum(1)
+            rmse = float(r.pow(2).mean().sqrt())
+            stall[b] = 0 if rmse < float(best_rmse[b]) - opts.tol else stall[b] + 1
+            if rmse < float(best_rmse[b]):
+                best_rmse[b] = rmse
+                best[0][b], best[1][b], best[2][b] = s[b], rot[b], t[b]
+                best_d[pos_b[b]:pos_b[b + 1]] = r.abs()
+            if int(iters[b]) >= opts.refine_iter or abs(prev[b] - rmse) < opts.tol or stall[b] >= REFINE_PATIENCE:
+                continue
+            prev[b] = rmse
+            iters[b] += 1
+            y = flat.index_select(0, rows_b[b])
+            m = nrm[sl] @ rot[b].T
+            q = s[b] * v[sl] @ rot[b].T
+            cols = [torch.linalg.cross(y - t[b], m)] + ([(q * m).sum(1)[:, None]] if opts.with_scale else []) + [m]
+            jac = torch.cat(cols, 1)
+            a = jac.T @ jac
+            tr = float(torch.trace(a))
+            if not math.isfinite(tr) or tr <= 0:  # nothing to fit (degenerate crop)
+                continue
+            a = a + 1e-12 * tr * torch.eye(len(a), dtype=dt, device=dev)
+            dx, info = torch.linalg.solve_ex(a, jac.T @ r)
+            if int(info) != 0 or not bool(torch.isfinite(dx).all()):
+                continue
+            ds = dx[3] if opts.with_scale else 0.0
+            rot[b] = _rodrigues(dx[:3]) @ rot[b]
+            s[b] = s[b] * (1.0 + ds)
+            t[b] = t[b] + dx[-3:]
+            still.append(b)
+        active = still
+    return best, best_d, iters
+
+
+def _rodrigues(w: Tensor) -> Tensor:
+    """Rotation matrix of a rotation vector (radians), same formula as ``reference.rodrigues_np``."""
+    th = float(w.norm())
+    if th < 1e-300:
+        return torch.eye(3, dtype=w.dtype, device=w.device)
+    k = w / th
+    z = torch.zeros((), dtype=w.dtype, device=w.device)
+    kx = torch.stack([torch.stack([z, -k[2], k[1]]), torch.stack([k[2], z, -k[0]]), torch.stack([-k[1], k[0], z])])
+    return torch.eye(3, dtype=w.dtype, device=w.device) + math.sin(th) * kx + (1 - math.cos(th)) * (kx @ kx)
+
+
 def micc_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], scans: list[Tensor],
                    nose_tips: list[Tensor], radius: float = 95.0, forehead_cut: float | None = None,
                    up=(0.0, 1.0, 0.0), pred_lm: list[Tensor | None] | None = None,
                    scan_lm: list[Tensor | None] | None = None, pred_nose: list[Tensor | None] | None = None,
                    opts: FitOptions | None = None, init: str = "auto", search: str = "auto",
                    **query_kw) -> BatchFit:
-    """Batched ``reference.micc_reference`` (see there for the protocol and ``init``).
+    """Batched ``reference.micc_reference`` (see there for the protocol, the starts, the
+    point-to-plane refinement and ``init``).
 
     ``search``: how the closest predicted vertices are found -- ``kdtree``
     (:class:`~.spatial.CoherentVertexQuery`: scipy KD-trees plus temporal coherence, CPU only),
     ``grid`` (:class:`~.spatial.ClosestQuery`: torch only, CPU or CUDA), or ``auto`` (``kdtree``
-    on the CPU, ``grid`` elsewhere). Both are exact; ``query_kw`` go to the chosen class."""
+    on the CPU, ``grid`` elsewhere). Both are exact; ``query_kw`` go to the chosen class.
+    All starts of all pairs run in one batch (segment ``b K + k``); the refinement continues
+    on the winning start's rows, so its closest-vertex caches carry over."""
     opts = opts or FitOptions()
     dt = torch.float64
     preds = [v.to(dt) for v in pred_vertices]
@@ -257,28 +398,56 @@ def micc_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sc
     b = len(preds)
     start = _init(_cast(pred_lm, dev), _cast(scan_lm, dev), _cast(pred_nose, dev) or [None] * b, noses, preds, pts,
                   opts.with_scale) if init == "auto" else _identity(b, dev)
-    prims = Primitives.from_vertices(preds)
-    pts, orders = _sorted(pts)
-    flat, seg = _flatten(pts)
-    offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in pts]), 0).tolist()
+    k = opts.n_starts if opts.max_iter > 0 else 1
+    rep = [v for v in preds for _ in range(k)]
+    prims = Primitives.from_vertices(rep)
+    srt, orders, flat, seg, offsets = _layout(pts, k)
     if _cpu_search(search, SEARCHES, dev):
         query = CoherentVertexQuery(prims, len(flat), **query_kw)
     else:
         query = ClosestQuery(prims, len(flat), **query_kw)
-    s, rot, t, iters = icp_batched(query, flat, offsets, torch.stack([v.mean(0) for v in preds]), start, opts) if opts.max_iter > 0 else (
-        *start, torch.zeros(b, dtype=torch.int64, device=dev))
-    x = inverse_similarity(flat[:, None, :], s[seg], rot[seg], t[seg])[:, 0]
-    _, p, prim = query.query(None, x, seg)
-    normals = torch.cat([vertex_normals(v, f.to(dev).long()) for v, f in zip(preds, pred_triangles)])
-    dist = s[seg] * ((x - p) * normals[prim]).sum(-1).abs()
-    return BatchFit(_unsorted(dist, orders), s, rot, t, iters, kept, dict(query.stats))
+    normals = torch.cat([vertex_normals(v, f.to(dev).long()) for v, f in zip(preds, pred_triangles)
+                         for _ in range(k)])
+    if opts.max_iter > 0:
+        centres = torch.stack([p_.mean(0) for p_ in pts])
+        starts = _turned_starts(start, centres, opts)
+        s_k, r_k, t_k, it_k = icp_batched(query, flat, offsets, torch.stack([v.mean(0) for v in rep]), starts, opts)
+        x = _map_segments(flat, offsets, s_k, r_k, t_k)
+        _, v, prim = query.query(None, x, seg)
+        plane = s_k[seg] * ((x - v) * normals.index_select(0, prim)).sum(-1)
+        scores = _segment_rms(plane, offsets)
+        pick = _pick(scores, k)
+        g = (torch.arange(b) * k + pick).tolist()
+        gi = torch.tensor(g, device=dev)
+        sims = (s_k[gi], r_k[gi], t_k[gi])
+        (s, rot, t), dist, n_ref = refine_point_to_plane(query, flat, offsets, g, normals, sims, opts)
+        iters = it_k[gi]
+        stats = {**dict(query.stats), "start": pick, "start_rmse": scores.reshape(b, k).cpu(),
+                 "refine_iterations": n_ref}
+        dists = dist.split([len(p_) for p_ in srt])
+    else:
+        s, rot, t = start
+        x = _map_segments(flat, offsets, s, rot, t)
+        _, v, prim = query.query(None, x, seg)
+        dist = s[seg] * ((x - v) * normals.index_select(0, prim)).sum(-1).abs()
+        iters = torch.zeros(b, dtype=torch.int64, device=dev)
+        stats = dict(query.stats)
+        dists = dist.split([len(p_) for p_ in srt])
+    return BatchFit(_unsorted(torch.cat(list(dists)), orders), s, rot, t, iters, kept, stats)
+
+
+def now_start_torch(pred_lm7: Tensor, scan_lm7: Tensor, with_scale: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Batched ``reference.now_start``: a similarity Procrustes of (B, 7, 3) landmarks, its scale
+    replaced by 1 for the metrical variant (the official order of operations)."""
+    s, rot, t = similarity_from_landmarks(pred_lm7, scan_lm7, True)
+    return (s if with_scale else torch.ones_like(s)), rot, t
 
 
 def now_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], scans: list[Tensor],
                   scan_lm7: list[Tensor], pred_lm7: list[Tensor], opts: FitOptions | None = None,
                   radius_factor: float = 1.4, centre_factor: float = 0.3, init: str = "auto", search: str = "auto",
                   **query_kw) -> BatchFit:
-    """Batched ``reference.now_reference`` (see there for the protocol and ``init``).
+    """Batched ``reference.now_reference`` (see there for the protocol, the starts and ``init``).
 
     ``search``: how the closest points on the predicted triangles are found -- ``numba``
     (:class:`~.coherent_tri.CoherentTriangleQuery`: compiled, CPU only), ``grid``
@@ -296,23 +465,34 @@ def now_fit_torch(pred_vertices: list[Tensor], pred_triangles: list[Tensor], sca
     kept = [(sc - c).norm(dim=-1) <= r for sc, c, r in zip(scans, centre, rad)]
     pts = [sc[k] for sc, k in zip(scans, kept)]
     b = len(preds)
-    start = similarity_from_landmarks(torch.stack([m.to(dev, dt) for m in pred_lm7]), lms, opts.with_scale) \
+    start = now_start_torch(torch.stack([m.to(dev, dt) for m in pred_lm7]), lms, opts.with_scale) \
         if init == "auto" else _identity(b, dev)
-    prims = Primitives.from_triangles(preds, [f.to(dev) for f in pred_triangles])
-    pts, orders = _sorted(pts)
-    flat, seg = _flatten(pts)
-    offsets = [0] + torch.cumsum(torch.tensor([len(p_) for p_ in pts]), 0).tolist()
+    k = opts.n_starts if opts.max_iter > 0 else 1
+    rep = [v for v in preds for _ in range(k)]
+    prims = Primitives.from_triangles(rep, [f.to(dev) for f in pred_triangles for _ in range(k)])
+    srt, orders, flat, seg, offsets = _layout(pts, k)
     if _cpu_search(search, NOW_SEARCHES, dev):
         from .coherent_tri import CoherentTriangleQuery
 
         query = CoherentTriangleQuery(prims, len(flat), **query_kw)
     else:
         query = ClosestQuery(prims, len(flat), **query_kw)
-    s, rot, t, iters = icp_batched(query, flat, offsets, torch.stack([v.mean(0) for v in preds]), start, opts) if opts.max_iter > 0 else (
-        *start, torch.zeros(b, dtype=torch.int64, device=dev))
-    x = inverse_similarity(flat[:, None, :], s[seg], rot[seg], t[seg])[:, 0]
+    if opts.max_iter > 0:
+        centres = torch.stack([p_.mean(0) for p_ in pts])
+        starts = _turned_starts(start, centres, opts)
+        s_k, r_k, t_k, it_k = icp_batched(query, flat, offsets, torch.stack([v.mean(0) for v in rep]), starts, opts)
+    else:
+        (s_k, r_k, t_k), it_k = start, torch.zeros(b, dtype=torch.int64, device=dev)
+    x = _map_segments(flat, offsets, s_k, r_k, t_k)
     d, _, _ = query.query(None, x, seg)
-    return BatchFit(_unsorted(s[seg] * d, orders), s, rot, t, iters, kept, dict(query.stats))
+    d = s_k[seg] * d
+    scores = _segment_rms(d, offsets)
+    pick = _pick(scores, k)
+    gi = torch.arange(b) * k + pick
+    dists = [d[offsets[g]:offsets[g + 1]] for g in gi.tolist()]
+    gi = gi.to(dev)
+    stats = {**dict(query.stats), "start": pick, "start_rms": scores.reshape(b, k).cpu()}
+    return BatchFit(_unsorted(torch.cat(dists), orders), s_k[gi], r_k[gi], t_k[gi], it_k[gi], kept, stats)
 
 
 def _identity(b: int, dev: torch.device) -> tuple[Tensor, Tensor, Tensor]:

@@ -8,6 +8,8 @@ Spec strings:
 - ``"idnet:<path>"``: an IdNet file saved by ``b3f idnet train`` / :func:`save_idnet`.
 - ``"facenet:<path>"``: FaceNet (InceptionResnetV1) weights, a local file.
 - ``"arcface:<path>"`` / ``"arcface-r100:<path>"``: arcface_torch iresnet weights, a local file.
+- ``"dlib"``: dlib's face-recognition ResNet, weights converted by ``b3f weights fetch dlib_resnet``
+  (an error naming that command when not fetched); ``"dlib:<path>"``: its ``.dat`` or a state dict.
 
 A missing user file named in the spec is an error (the user asked for it); an unavailable
 default (``idnet`` not trained yet) is a warning.
@@ -19,7 +21,7 @@ from collections.abc import Callable
 
 from .base import IdentityEncoder
 
-PERCEPTUAL_KINDS = ("none", "idnet", "facenet", "arcface")
+PERCEPTUAL_KINDS = ("none", "idnet", "facenet", "arcface", "dlib")
 
 
 def parse_spec(spec: str | None) -> tuple[str, str | None]:
@@ -32,7 +34,7 @@ def parse_spec(spec: str | None) -> tuple[str, str | None]:
         kind, arch = "arcface", kind.split("-", 1)[1]
     if kind not in PERCEPTUAL_KINDS:
         raise ValueError(f"perceptual encoder {spec!r}: expected one of 'none', 'idnet', 'idnet:<path>', "
-                         f"'facenet:<path>', 'arcface:<path>'")
+                         f"'facenet:<path>', 'arcface:<path>', 'dlib', 'dlib:<path>'")
     if kind in ("facenet", "arcface") and not path:
         raise ValueError(f"perceptual encoder {spec!r}: {kind} needs a local weights file, e.g. '{kind}:/path/to/weights.pt'")
     if arch is not None:
@@ -51,6 +53,10 @@ def build_encoder(spec: str | None, train_missing: bool = False,
         from .facenet import FaceNetEncoder
 
         return FaceNetEncoder(path).freeze(), []
+    if kind == "dlib":
+        from .dlib import DlibEncoder
+
+        return DlibEncoder(path).freeze(), []
     if kind == "arcface":
         from .arcface import ArcFaceEncoder
 

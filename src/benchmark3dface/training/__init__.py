@@ -3,7 +3,8 @@
 - :mod:`.loggers`: CSV always + wandb (offline unless wandb is set up).
 - :mod:`.resumable`: exactly resumable, DDP-sharded training data order (stateful DataLoader).
 - :mod:`.rng`: RNG states in checkpoints (:class:`RNGStateCheckpoint`).
-- :mod:`.sweeps`: wandb sweep configs -> ``b3f fit`` command lines, checked offline.
+- :mod:`.configs`: layered LightningCLI configs (``__base__`` override files, ``resolve_config``).
+- :mod:`.sweeps`: ``b3f sweep``: wandb sweep YAML files run offline with Optuna (or with wandb).
 
 See docs/training.md.
 """

@@ -31,6 +31,15 @@ from ..readers.annotations import lm5_from_lm68
 from ..readers.imageio import as_float_chw
 from .transform import ScaleTranslation, warp_scale_translation
 
+#: Smallest photo side accepted by the preprocessing, pixels: MTCNN's smallest face (its default
+#: ``min_face_size``); a smaller photo has no detector pyramid level and no usable face.
+MIN_PHOTO_SIDE = 20
+
+#: How far outside the photo an alignment landmark may lie, as a fraction of the photo's longer
+#: side (faces cut by the border have points slightly outside; beyond this the crop would be
+#: mostly black padding, so the landmarks are wrong for this photo).
+LANDMARK_MARGIN_FRACTION = 0.25
+
 #: Deng's focal length for a 224 crop (pixels) and camera distance (millimetres).
 DENG_FOCAL_224 = 1015.0
 DENG_CAMERA_DISTANCE_MM = 1000.0
@@ -78,6 +87,21 @@ def deng_target_points_orthographic(mean_shape_mm: Tensor, landmark_indices: Ten
     k = rescale_factor * crop_size / 224.0 / 100.0
     lm = torch.stack([crop_size / 2 + k * pts[:, 0], crop_size / 2 - k * pts[:, 1]], dim=-1)
     return lm5_from_lm68(lm).float()
+
+
+def landmark_margin_px(height: int, width: int, fraction: float = LANDMARK_MARGIN_FRACTION) -> float:
+    """The allowed distance (pixels) of a landmark outside an ``height x width`` photo:
+    ``fraction * max(height, width)``."""
+    return float(fraction) * float(max(height, width))
+
+
+def points_outside(points: Tensor, height: int, width: int, margin_px: float) -> Tensor:
+    """``(K,)`` bool: which of ``points`` ``(K, 2)`` (continuous pixels, top-left origin, the
+    photo spans ``[0, W] x [0, H]``) lie more than ``margin_px`` outside the photo."""
+    p = torch.as_tensor(points, dtype=torch.float64)
+    u, v = p[..., 0], p[..., 1]
+    m = float(margin_px)
+    return (u < -m) | (u > width + m) | (v < -m) | (v > height + m)
 
 
 def fit_scale_translation(src: Tensor, dst: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:

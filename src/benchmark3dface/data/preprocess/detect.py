@@ -1,4 +1,7 @@
-"""Face detection and 5 landmarks with facenet-pytorch's MTCNN (weights ship in the package).
+"""Face detection and 5 landmarks: facenet-pytorch's MTCNN (weights ship in the package) or
+BlazeFace + face-api's 68 points (:class:`BlazeFaceDetector`, converted networks of
+:mod:`benchmark3dface.facenets`, weights from ``b3f weights fetch blazeface faceapi_landmark68``).
+:func:`make_detector` picks one (``"auto"``: BlazeFace when its weights are cached, else MTCNN).
 
 MTCNN returns its 5 points as (eye, eye, nose, mouth corner, mouth corner) with the first of
 each pair on the viewer's left of an upright face; :data:`MTCNN_TO_CONVENTION` reorders them to
@@ -26,11 +29,13 @@ MTCNN_TO_CONVENTION = (0, 1, 2, 3, 4)
 @dataclass
 class FaceDetection:
     """One detected face: ``box`` (4,) = (x0, y0, x1, y1) pixels, ``score`` in [0, 1],
-    ``lm5`` (5, 2) pixels in the conventions' order."""
+    ``lm5`` (5, 2) pixels in the conventions' order, ``lm68`` (68, 2) pixels when the detector
+    also predicts the 68 points (:class:`BlazeFaceDetector`), else None."""
 
     box: Tensor
     score: float
     lm5: Tensor
+    lm68: Tensor | None = None
 
     @property
     def area(self) -> float:
@@ -68,6 +73,8 @@ class MTCNNDetector:
         thresholds: P-/R-/O-Net score thresholds.
         min_score: detections below this final score are dropped.
     """
+
+    name = "mtcnn"
 
     def __init__(self, device: str | torch.device = "cpu", min_face_size: int = 20,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
@@ -112,3 +119,66 @@ class MTCNNDetector:
                               torch.from_numpy(pt[list(MTCNN_TO_CONVENTION)]).float())
                 for b, p, pt in zip(boxes, probs, points) if p >= self.min_score]
         return sorted(dets, key=lambda d: -d.score)
+
+
+DETECTORS = ("auto", "mtcnn", "blazeface")
+
+
+class BlazeFaceDetector:
+    """BlazeFace boxes + the 68 points of face-api's converted network (the 5 points derived
+    from the 68: eye centres mean(36, 39) / mean(42, 45), nose tip 30, mouth corners 48, 54),
+    returning :class:`FaceDetection` lists like :class:`MTCNNDetector`.
+
+    Args:
+        device: torch device of the networks.
+        min_score: BlazeFace detections below this score are dropped.
+        method: 68-point network, ``"faceapi"`` (default) or ``"facemesh"``.
+    Raises:
+        WeightsNotFetchedError: the ``blazeface`` / ``faceapi_landmark68`` (or ``facemesh``)
+            weights are not cached; the message names ``b3f weights fetch ...``.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", min_score: float = 0.5, method: str = "faceapi") -> None:
+        from ...facenets.landmarks import FaceDetector, Landmarker68
+
+        self.name = f"blazeface+{method}68"
+        self.device = torch.device(device)
+        self.detector = FaceDetector(self.device, score_threshold=min_score)
+        self.landmarker = Landmarker68(self.device, method=method, detector=self.detector)
+
+    def detect(self, image) -> list[FaceDetection]:
+        """Faces in one image (Pillow image, uint8 HxWx3 array or float (3, H, W) tensor),
+        sorted by decreasing score."""
+        return self.detect_batch([image])[0]
+
+    @torch.no_grad()
+    def detect_batch(self, images: list) -> list[list[FaceDetection]]:
+        from ..readers.imageio import as_float_chw
+        from ...facemodel import lm68_to_lm5
+
+        floats = [as_float_chw(im).float().cpu() for im in images]
+        out: list[list[FaceDetection]] = []
+        for img, dets in zip(floats, self.detector.detect_batch(floats)):
+            if not dets:
+                out.append([])
+                continue
+            boxes = torch.stack([d.box for d in dets])
+            lm68, ok = self.landmarker(img[None].expand(len(dets), -1, -1, -1), boxes)
+            out.append([FaceDetection(d.box.float(), d.score, lm68_to_lm5(lm68[k]), lm68[k])
+                        for k, d in enumerate(dets) if ok[k]])
+        return out
+
+
+def make_detector(name: str = "auto", device: str | torch.device = "cpu", **kwargs):
+    """A face detector by name: ``"mtcnn"`` (:class:`MTCNNDetector`), ``"blazeface"``
+    (:class:`BlazeFaceDetector`, needs its cached weights) or ``"auto"`` (BlazeFace when the
+    ``blazeface`` and ``faceapi_landmark68`` weights are cached, else MTCNN)."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown face detector {name!r}; choose one of {DETECTORS}")
+    if name == "auto":
+        from ...facenets.landmarks import available
+
+        name = "blazeface" if available("blazeface", "faceapi_landmark68") else "mtcnn"
+    if name == "blazeface":
+        return BlazeFaceDetector(device, **kwargs)
+    return MTCNNDetector(device, **kwargs)

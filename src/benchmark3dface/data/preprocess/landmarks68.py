@@ -1,4 +1,13 @@
-"""68 landmarks with face-alignment's FAN (Bulat & Tzimiropoulos 2017), from local weights only.
+"""68 landmarks for face boxes: the converted face-api network (default when its weights are
+cached) or face-alignment's FAN (Bulat & Tzimiropoulos 2017, from local weights only).
+
+:func:`make_landmarker` picks the source: ``"auto"`` = :class:`FaceNetLandmarker` (face-api's
+68-point network converted to PyTorch, :mod:`benchmark3dface.facenets`; weights from
+``b3f weights fetch faceapi_landmark68``) when cached, else FAN when its weight file is found,
+else none; ``"faceapi"``, ``"facemesh"`` or ``"fan"`` ask for one explicitly. Both landmarkers
+take ``(image, boxes)`` and return ``(F, 68, 2)`` points in photo pixels and ``(F, 68)`` scores.
+
+FAN:
 
 The ``face_alignment`` package downloads its weights on first use; this wrapper never lets it:
 it looks for the weight file itself and raises :class:`MissingWeightsError` (naming the file,
@@ -171,3 +180,50 @@ class FANLandmarker:
         pts = pts * (CROP / HEATMAP)
         out = torch.stack([t.apply_inverse(p) for t, p in zip(trs, pts)])
         return out, score / (2.0 if self.flip_test else 1.0)
+
+
+LANDMARKERS = ("auto", "faceapi", "facemesh", "fan")
+
+
+class FaceNetLandmarker:
+    """68 points from the converted networks (:class:`benchmark3dface.facenets.landmarks.
+    Landmarker68`: face-api's 68-point net, or FaceMesh -> 68) with :class:`FANLandmarker`'s
+    call: ``(image, boxes) -> (F, 68, 2) points, (F, 68) scores`` (1 where a face box was
+    usable, NaN points and 0 scores otherwise; the networks give no per-point confidence).
+
+    The crop is the face box squared and enlarged 1.2x (1.4x for FaceMesh), no rotation.
+    Raises ``WeightsNotFetchedError`` (naming ``b3f weights fetch ...``) when not cached.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", method: str = "faceapi") -> None:
+        from ...facenets.landmarks import Landmarker68
+
+        self.device = torch.device(device)
+        self.method = method
+        self.model = Landmarker68(self.device, method=method)
+
+    @torch.no_grad()
+    def __call__(self, image, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        img = as_float_chw(image).float()
+        boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        lm, ok = self.model(img[None].expand(boxes.shape[0], -1, -1, -1), boxes)
+        return lm, ok.float()[:, None].expand(-1, 68).clone()
+
+
+def make_landmarker(name: str = "auto", device: str | torch.device = "cpu", weights: str | Path | None = None):
+    """A 68-point landmarker by name (see the module docstring); ``"auto"`` returns None when
+    neither the converted weights nor FAN's are available. ``weights``: FAN's weight file."""
+    if name not in LANDMARKERS:
+        raise ValueError(f"unknown 68-point landmarker {name!r}; choose one of {LANDMARKERS}")
+    if name == "auto":
+        from ...facenets.landmarks import available
+
+        if available("faceapi_landmark68"):
+            return FaceNetLandmarker(device)
+        try:
+            return FANLandmarker(weights, device)
+        except (MissingWeightsError, ImportError):
+            return None
+    if name == "fan":
+        return FANLandmarker(weights, device)
+    return FaceNetLandmarker(device, method=name)

@@ -6,6 +6,13 @@ MTCNN), optionally predicts 68 points with FAN, aligns and crops with Deng's rul
 (:func:`~.align.align_face`), maps every 2D field into the crop, and adds the skin attention
 mask. The photo -> crop transform is stored in ``meta["crop_transform"]`` (and composed into
 ``meta["image_transform"]``) so predictions map back to the photo.
+
+Bad input is refused up front with a :class:`DataError` naming the file (one line, a reason
+key that callers count): a photo smaller than :data:`~.align.MIN_PHOTO_SIDE` pixels on a side
+(``too_small``), alignment landmarks more than :data:`~.align.LANDMARK_MARGIN_FRACTION` of the
+photo's longer side outside it (``landmarks_outside``: the crop would be black padding), NaN
+landmarks (``non_finite``) and landmarks that cannot define an alignment (all at one point, or
+mirrored: ``bad_landmarks``).
 """
 
 from __future__ import annotations
@@ -19,13 +26,38 @@ from ..readers.annotations import lm5_from_lm68
 from ..readers.errors import DataError
 from ..readers.imageio import load_image, to_tensor
 from ..sample import Sample
-from .align import align_face
+from .align import LANDMARK_MARGIN_FRACTION, MIN_PHOTO_SIDE, align_face, landmark_margin_px, points_outside
 from .detect import MTCNNDetector, select_face
 from .landmarks68 import FANLandmarker
 from .skin import skin_mask
 from .transform import ScaleTranslation, warp_scale_translation
 
 _MASKS = ("parse", "face_mask", "occlusion_mask", "depth")
+
+
+def check_photo_size(height: int, width: int, path: str | Path, min_side: int = MIN_PHOTO_SIDE) -> None:
+    """Raise ``DataError(reason="too_small")`` naming ``path`` when a ``height x width`` photo
+    has a side below ``min_side`` pixels (checked before any detector sees it)."""
+    h, w = int(height), int(width)
+    if min(h, w) < min_side:
+        raise DataError(path, f"image is {w}x{h} pixels, too small to hold a face (at least "
+                        f"{min_side}x{min_side} needed)", "too_small")
+
+
+def check_landmarks_inside(points: Tensor, height: int, width: int, path: str | Path,
+                           what: str = "landmarks used for alignment",
+                           fraction: float = LANDMARK_MARGIN_FRACTION) -> None:
+    """Raise ``DataError(reason="landmarks_outside")`` naming ``path`` when a point of
+    ``points`` ``(K, 2)`` (photo pixels) lies more than ``fraction`` of the photo's longer side
+    outside the ``width x height`` photo."""
+    margin = landmark_margin_px(height, width, fraction)
+    out = points_outside(points, height, width, margin)
+    if bool(out.any()):
+        k = int(out.nonzero()[0, 0])
+        x, y = (float(c) for c in points[k])
+        raise DataError(path, f"{int(out.sum())} of {len(out)} {what} lie outside the {width}x{height} image "
+                        f"by more than {margin:.0f} px (first: point {k} at ({x:.1f}, {y:.1f})); wrong landmark "
+                        f"file for this photo?", "landmarks_outside")
 
 
 def box_from_lm5(lm5: Tensor) -> Tensor:
@@ -68,6 +100,7 @@ class AlignCrop:
             raise ValueError("AlignCrop handles 'single' samples with a (3, H, W) image")
         path = sample.meta.get("path", sample.sample_id or "<sample>")
         img = sample.image
+        check_photo_size(img.shape[-2], img.shape[-1], path)
         lm5, box = sample.lm5, None
         if lm5 is None and sample.lm68 is not None:
             lm5 = lm5_from_lm68(sample.lm68)
@@ -79,6 +112,8 @@ class AlignCrop:
                 if det is None:
                     raise DataError(path, "no face detected", "no_face")
                 box = det.box
+                if sample.lm68 is None and getattr(det, "lm68", None) is not None:
+                    sample.lm68 = det.lm68  # BlazeFaceDetector predicts the 68 points too
                 if lm5 is None:
                     lm5 = det.lm5
                     sample.meta["detection"] = {"box": det.box, "score": det.score}
@@ -86,7 +121,11 @@ class AlignCrop:
             sample.lm68 = self.landmarker(img, box if box is not None else box_from_lm5(lm5))[0][0]
         if not torch.isfinite(lm5).all():
             raise DataError(path, "5-point landmarks contain NaN/inf", "non_finite")
-        aligned = align_face(img, lm5, self.target5, self.crop_size, lm68=sample.lm68)
+        check_landmarks_inside(lm5, int(img.shape[-2]), int(img.shape[-1]), path)
+        try:
+            aligned = align_face(img, lm5, self.target5, self.crop_size, lm68=sample.lm68)
+        except ValueError as exc:  # degenerate or mirrored points: the landmarks are unusable
+            raise DataError(path, f"cannot align with these 5-point landmarks: {exc}", "bad_landmarks") from None
         tr = aligned.transform
         sample.image, sample.lm5 = aligned.image, aligned.lm5
         sample.lm68 = aligned.lm68

@@ -17,6 +17,16 @@ mean and covariance from the pixels of the face's central region (cheeks and nos
 landmarks), falling back to the prior when the region is not skin-coloured at all. The
 adaptive model handles skin tones and lighting the prior does not cover. Deng's attention is
 ``A = 1 if p > 0.5 else p`` (:func:`skin_attention`).
+
+Parse-mask path (preferred when the FaceMesh weights are cached): :func:`skin_mask` with
+``source="auto"`` (the default) and 5 points runs FaceMesh on the face
+(:mod:`benchmark3dface.facenets.parse`), fits the colour model to the pixels the parse labels
+skin or nose (a larger and cleaner sample than the central box), and returns the colour
+attention *inside* those pixels and 0 elsewhere (:func:`skin_mask_from_parse`): eyes, brows,
+lips, mouth, hair and background get no weight, occluders over the skin (glasses, a fringe, a
+hand) keep the colour model's low weight. Like the synthetic data, where ``skin_mask`` is the
+parse's skin + nose. Without those weights (or when FaceMesh finds no face) the colour model
+above is used.
 """
 
 from __future__ import annotations
@@ -133,12 +143,76 @@ def fit_skin_model(image: Tensor, region: Tensor, prior: SkinColourModel = DEFAU
                            ((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))))
 
 
+#: parse labels counted as skin for the attention (docs/conventions.md: 1 skin, 6 nose)
+PARSE_SKIN_LABELS = (1, 6)
+SKIN_SOURCES = ("auto", "parse", "colour")
+
+
+def skin_mask_from_parse(image: Tensor, parse: Tensor, adaptive: bool = True,
+                         prior: SkinColourModel = DEFAULT_SKIN_MODEL) -> Tensor:
+    """Deng's skin attention ``(H, W)`` gated by a parse mask: the colour attention (model fitted
+    to the parse's skin + nose pixels when ``adaptive``) on those pixels, 0 elsewhere.
+
+    Args:
+        image: ``(3, H, W)`` RGB in [0, 1].
+        parse: ``(H, W)`` integer labels (docs/conventions.md).
+    """
+    region = torch.zeros(parse.shape, dtype=torch.bool, device=parse.device)
+    for label in PARSE_SKIN_LABELS:
+        region |= parse == label
+    region = region.to(image.device)
+    model = fit_skin_model(image, region, prior) if adaptive else prior
+    return skin_attention(skin_probability(image, model)) * region.to(image.dtype)
+
+
+def parse_for_skin(image: Tensor, lm5: Tensor) -> Tensor | None:
+    """FaceMesh parse labels ``(H, W)`` of the face given by its 5 points in ``image``
+    ``(3, H, W)``, or None when the ``facemesh`` weights are not cached or FaceMesh sees no face
+    there. The FaceMesh box is :func:`~.pipeline.box_from_lm5` (no detector run)."""
+    from ...facenets.landmarks import available
+
+    if not available("facemesh"):
+        return None
+    from .pipeline import box_from_lm5
+
+    parser = _face_parser()
+    labels, ok = parser(image.detach().float().cpu()[None], box_from_lm5(lm5.detach().float().cpu())[None])
+    return labels[0] if bool(ok[0]) else None
+
+
+_PARSER: list = []
+
+
+def _face_parser():
+    """One CPU FaceParser per process (the networks load once)."""
+    if not _PARSER:
+        from ...facenets.parse import FaceParser
+
+        _PARSER.append(FaceParser("cpu"))
+    return _PARSER[0]
+
+
 def skin_mask(image: Tensor, lm5: Tensor | None = None, adaptive: bool = True,
-              prior: SkinColourModel = DEFAULT_SKIN_MODEL) -> Tensor:
+              prior: SkinColourModel = DEFAULT_SKIN_MODEL, parse: Tensor | None = None,
+              source: str = "auto") -> Tensor:
     """Deng's skin attention map ``(H, W)`` in [0, 1] for one face image ``(3, H, W)``.
 
-    With ``lm5`` and ``adaptive=True`` the colour model is fitted to the face first
+    ``source``: ``"auto"`` uses ``parse`` when given, else the FaceMesh parse of the face when
+    ``lm5`` is given, ``adaptive`` is on and the ``facemesh`` weights are cached
+    (:func:`skin_mask_from_parse`), else the colour model; ``"parse"`` requires a parse
+    (given, or from FaceMesh: ``ValueError`` when none is available); ``"colour"`` is the colour
+    model only. Colour model: with ``lm5`` and ``adaptive=True`` it is fitted to the face first
     (:func:`fit_skin_model`), otherwise the prior is used."""
+    if source not in SKIN_SOURCES:
+        raise ValueError(f"skin_mask: source must be one of {SKIN_SOURCES}, got {source!r}")
+    if source != "colour":
+        if parse is None and lm5 is not None and (adaptive or source == "parse"):
+            parse = parse_for_skin(image, lm5)
+        if parse is not None:
+            return skin_mask_from_parse(image, parse, adaptive, prior)
+        if source == "parse":
+            raise ValueError("skin_mask: source='parse' but no parse mask is available (give one, or 5 points "
+                             "and the FaceMesh weights: b3f weights fetch blazeface facemesh)")
     model = prior
     if adaptive and lm5 is not None:
         region = face_region_from_lm5(lm5, image.shape[-2], image.shape[-1])

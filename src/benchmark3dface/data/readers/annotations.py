@@ -113,20 +113,48 @@ def check_array(a: Any, path: str | Path, name: str, shapes: Sequence[tuple[int 
     return arr
 
 
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    """``"Type: first line of the message"``, shortened to ``limit`` characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_mat(path: str | Path, required: Sequence[str] = ()) -> dict[str, Any]:
-    """Read a MATLAB v5 ``.mat`` file with scipy; check that ``required`` keys are present."""
+    """Read a MATLAB v4 / v5 / v7 ``.mat`` file with scipy; check that ``required`` keys are
+    present.
+
+    Every failure is a :class:`DataError` naming the file (``reason="unreadable_annotation"``,
+    or ``"missing_key"``): an empty file, a file that is not a MAT file at all (scipy's
+    ``MatReadError`` / "Unknown mat file type"), a truncated or corrupt one, and MATLAB v7.3
+    (HDF5) files, which scipy cannot read. A missing file is a :class:`MissingFileError`.
+    """
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(path, "annotation file not found")
     try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise DataError(path, f"cannot read .mat file ({_one_line(e)})", "unreadable_annotation") from None
+    if size == 0:
+        raise DataError(path, "empty file (0 bytes), not a MATLAB .mat file", "unreadable_annotation")
+    try:
         mat = scipy.io.loadmat(str(path))
     except NotImplementedError:
         raise DataError(path, "MATLAB v7.3 (HDF5) .mat files are not supported; re-save with "
                         "-v7", "unreadable_annotation") from None
-    except (ValueError, TypeError, OSError, EOFError, KeyError, IndexError) as e:
-        raise DataError(path, f"cannot read .mat file ({e})", "unreadable_annotation") from None
+    except (MatReadError, ValueError) as e:
+        if "unknown mat file type" in str(e).lower():
+            problem = "not a MATLAB .mat file (unknown header; wrong file or extension?)"
+        else:
+            problem = f"not a readable MATLAB .mat file, truncated or corrupt ({_one_line(e)})"
+        raise DataError(path, problem, "unreadable_annotation") from None
+    except Exception as e:  # noqa: BLE001 - scipy raises many types on corrupt input (OSError, zlib.error ...)
+        raise DataError(path, f"cannot read .mat file, truncated or corrupt ({_one_line(e)})",
+                        "unreadable_annotation") from None
     keys = sorted(k for k in mat if not k.startswith("__"))
     missing = [k for k in required if k not in mat]
     if missing:

@@ -17,10 +17,15 @@ Error policy:
   returned after skipping carry ``meta["skipped"] = [(path, reason), ...]`` so that a data
   module can aggregate skips made inside DataLoader worker processes (whose counters are
   separate copies).
+- Nothing is skipped silently: every newly skipped sample is logged once as a one-line warning
+  (logger ``benchmark3dface.data``: ``"<reader>: skipped sample i of N: <file>: <problem>"``),
+  and :meth:`FaceDatasetReader.skip_report` sums them up as
+  ``"k of N samples skipped: <file>: <problem>; ..."``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +38,8 @@ from torch.utils.data import Dataset
 from ..preprocess.transform import ScaleTranslation, warp_scale_translation
 from ..sample import Sample
 from .errors import DataError, MissingFileError
+
+_log = logging.getLogger("benchmark3dface.data")
 
 _POINT_FIELDS = ("lm68", "lm5", "centers")
 _MASK_FIELDS = ("parse", "skin_mask", "face_mask", "occlusion_mask", "depth")
@@ -166,7 +173,7 @@ class FaceDatasetReader(Dataset):
                 try:
                     sample = self._read(j)
                 except DataError as e:
-                    self._bad[j] = (e.path, e.reason, str(e))
+                    self._record_bad(j, e)
                 else:
                     if passed:
                         sample.meta["skipped"] = passed
@@ -200,8 +207,27 @@ class FaceDatasetReader(Dataset):
             try:
                 self._read(i)
             except DataError as e:
-                self._bad[i] = (e.path, e.reason, str(e))
+                self._record_bad(i, e)
         return self.skipped
+
+    def _record_bad(self, index: int, exc: DataError) -> None:
+        """Record a bad sample once and log it (one line naming the file and the problem)."""
+        if index in self._bad:
+            return
+        self._bad[index] = (exc.path, exc.reason, str(exc))
+        _log.warning("%s: skipped sample %d of %d: %s", self.name or type(self).__name__, index, len(self), exc)
+
+    def skip_report(self, max_files: int = 10) -> str:
+        """``"k of N samples skipped: <file>: <problem>; ..."`` for the bad samples met so far
+        (this process only; :meth:`validate` reads them all first), listing at most
+        ``max_files`` of them (``"... and m more"``); ``"0 of N samples skipped"`` when none."""
+        files = self.skipped_files
+        head = f"{len(files)} of {len(self)} samples skipped"
+        if not files:
+            return head
+        shown = "; ".join(msg for _, _, msg in files[:max_files])
+        more = f"; ... and {len(files) - max_files} more" if len(files) > max_files else ""
+        return f"{head}: {shown}{more}"
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "

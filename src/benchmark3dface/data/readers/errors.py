@@ -22,6 +22,9 @@ REASONS = (
     "unreadable_mesh",
     "unreadable_video",
     "no_face",
+    "too_small",
+    "landmarks_outside",
+    "bad_landmarks",
 )
 
 

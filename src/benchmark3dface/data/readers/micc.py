@@ -17,6 +17,12 @@ picked with ``frame_stride`` (every k-th frame, starting at frame 0) up to ``max
 ``mode="frames"``: one ``single`` sample per frame; ``mode="set"``: one ``set`` sample per
 subject with the frames stacked ``(V, 3, H, W)``. Protocol: per-subject RMSE after ICP with
 scale on the scan cropped at 95 mm around the nose tip (Deng / Genova). See datasets/micc.md.
+
+Scan annotation (optional, for the nose tip of the crop and a landmark initialisation): a file
+``landmarks.txt`` / ``.pp`` / ``.npy`` (or ``<scan stem>_landmarks.*``) in the scan's folder or
+its parent, holding 1 (the nose tip), 7 (NoW order) or 68 (iBUG order) 3D points in the scan's
+coordinates (converted by ``scan_scale`` like the scan). Without one the protocol falls back to
+the scan point with the largest z (named ``max_z`` in its config).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 
 from ..sample import Sample
+from .annotations import check_array, read_picked_points, read_points_npy, read_points_txt
 from .base import FaceDatasetReader
 from .errors import DataError
 from .imageio import VIDEO_EXTENSIONS, list_images, load_image, read_video_frames, to_tensor, video_frame_count
@@ -39,6 +46,49 @@ SETTINGS = {"cooperative": ("Indoor-Cooperative", "cooperative"),
             "indoor": ("PTZ-Indoor", "indoor"),
             "outdoor": ("PTZ-Outdoor", "outdoor")}
 _SCAN_EXT_ORDER = (".obj", ".ply", ".wrl", ".vrml", ".off", ".stl")
+#: accepted point counts of a scan annotation: nose tip, NoW's 7, iBUG's 68
+ANNOTATION_POINTS = (1, 7, 68)
+_ANNOTATION_EXT = (".txt", ".pp", ".npy")
+#: NoW's 7 landmarks from iBUG-68 indices (the same as ``metrics.geometry.NOW7_FROM_IBUG68``;
+#: data never imports metrics)
+_NOW7_FROM_IBUG68 = (36, 39, 42, 45, 33, 48, 54)
+
+
+def find_scan_annotation(scan_path: Path) -> Path | None:
+    """The annotation file of a scan (see the module docstring), or None: ``<stem>_landmarks``
+    then ``landmarks`` with extension .txt / .pp / .npy, in the scan's folder, then its parent."""
+    for folder in (scan_path.parent, scan_path.parent.parent):
+        for stem in (f"{scan_path.stem}_landmarks", "landmarks"):
+            for ext in _ANNOTATION_EXT:
+                cand = folder / f"{stem}{ext}"
+                if cand.is_file():
+                    return cand
+    return None
+
+
+def read_scan_annotation(path: Path) -> np.ndarray:
+    """``(K, 3)`` points of a scan annotation file, K in ``ANNOTATION_POINTS``; a bad file is a
+    ``DataError`` naming it."""
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return read_points_txt(path, n_points=ANNOTATION_POINTS, dims=3)
+    if suffix == ".npy":
+        pts = read_points_npy(path, [(k, 3) for k in ANNOTATION_POINTS] + [(3,)])
+        return pts.reshape(-1, 3)
+    pts, _ = read_picked_points(path)
+    return check_array(pts, path, "points", [(k, 3) for k in ANNOTATION_POINTS])
+
+
+def annotation_fields(points: np.ndarray) -> dict[str, torch.Tensor]:
+    """Sample fields from annotation points (mm): 1 point -> ``scan_nose_tip``; 7 ->
+    ``scan_landmarks7``; 68 -> ``scan_landmarks68``, ``scan_nose_tip`` (point 30) and
+    ``scan_landmarks7`` (NoW's 7 of the 68)."""
+    pts = torch.from_numpy(np.asarray(points, np.float64)).float()
+    if len(pts) == 1:
+        return {"scan_nose_tip": pts[0]}
+    if len(pts) == 7:
+        return {"scan_landmarks7": pts}
+    return {"scan_landmarks68": pts, "scan_nose_tip": pts[30], "scan_landmarks7": pts[list(_NOW7_FROM_IBUG68)]}
 
 
 @dataclass
@@ -67,11 +117,13 @@ class MICCFlorenceReader(FaceDatasetReader):
         scan_scale: multiply scan coordinates by this to get millimetres.
         load_scan: attach the GT scan (set False to read frames only).
         scan_cache: number of subjects' scans kept in memory.
+        scan_annotation: read the scan's annotation file when there is one (module docstring).
 
     Sample fields: ``image`` ((3, H, W) or (V, 3, H, W)), ``scan_vertices`` (P, 3) mm,
     ``scan_triangles`` (Q, 3) or None, ``identity`` (subject number), ``labelled=True``;
-    ``meta``: ``subject``, ``setting``, ``frame_index`` / ``frame_indices``, ``source``,
-    ``scan_path``.
+    ``scan_landmarks7`` (7, 3) mm when annotated; ``meta``: ``subject``, ``setting``,
+    ``frame_index`` / ``frame_indices``, ``source``, ``scan_path``, and from an annotation
+    ``scan_nose_tip`` (3,) mm, ``scan_landmarks68`` (68, 3) mm, ``scan_annotation_path``.
     """
 
     splits = tuple(SETTINGS)
@@ -82,7 +134,8 @@ class MICCFlorenceReader(FaceDatasetReader):
     def __init__(self, root, split: str = "cooperative", image_size: int | None = None,
                  strict: bool = True, transform=None, skip: str = "next", mode: str = "frames",
                  frame_stride: int = 10, max_frames: int | None = None, scan: str = "frontal1",
-                 scan_scale: float = 1.0, load_scan: bool = True, scan_cache: int = 2) -> None:
+                 scan_scale: float = 1.0, load_scan: bool = True, scan_cache: int = 2,
+                 scan_annotation: bool = True) -> None:
         if mode not in ("frames", "set"):
             raise ValueError(f"mode must be 'frames' or 'set', got {mode!r}")
         if frame_stride < 1:
@@ -93,7 +146,8 @@ class MICCFlorenceReader(FaceDatasetReader):
         self.scan_name = scan
         self.scan_scale = float(scan_scale)
         self.load_scan = load_scan
-        self._scan_cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor | None, str]] = OrderedDict()
+        self.scan_annotation = scan_annotation
+        self._scan_cache: OrderedDict[str, tuple] = OrderedDict()
         self._scan_cache_size = max(1, int(scan_cache))
         self._video_cache: OrderedDict[str, dict[int, np.ndarray]] = OrderedDict()
         super().__init__(root, split, image_size, strict, transform, skip)
@@ -156,7 +210,8 @@ class MICCFlorenceReader(FaceDatasetReader):
                     return p
         raise self.missing(model / "obj" / "<id>.obj", f"MICC scan ({self.scan_name}, .obj/.ply/.wrl)")
 
-    def _scan(self, subject_dir: Path) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    def _scan(self, subject_dir: Path) -> tuple:
+        """(vertices, triangles, scan path, annotation fields, annotation path) of a subject."""
         key = str(subject_dir)
         if key in self._scan_cache:
             self._scan_cache.move_to_end(key)
@@ -165,7 +220,13 @@ class MICCFlorenceReader(FaceDatasetReader):
         v, f = load_mesh(path)
         v = v * self.scan_scale
         check_face_extent_mm(v, path)
-        entry = (torch.from_numpy(v), None if f is None else torch.from_numpy(f), str(path))
+        ann, ann_path = {}, None
+        if self.scan_annotation:
+            ann_path = find_scan_annotation(path)
+            if ann_path is not None:
+                ann = annotation_fields(read_scan_annotation(ann_path) * self.scan_scale)
+        entry = (torch.from_numpy(v), None if f is None else torch.from_numpy(f), str(path), ann,
+                 None if ann_path is None else str(ann_path))
         self._scan_cache[key] = entry
         while len(self._scan_cache) > self._scan_cache_size:
             self._scan_cache.popitem(last=False)
@@ -214,7 +275,13 @@ class MICCFlorenceReader(FaceDatasetReader):
             meta["frame_indices"] = list(wanted)
             sample.sample_id = f"micc/{self.split}/{item.subject}"
         if self.load_scan:
-            v, f, scan_path = self._scan(item.subject_dir)
+            v, f, scan_path, ann, ann_path = self._scan(item.subject_dir)
             sample.scan_vertices, sample.scan_triangles = v, f
             meta["scan_path"] = scan_path
+            if ann_path is not None:
+                meta["scan_annotation_path"] = ann_path
+                sample.scan_landmarks7 = ann.get("scan_landmarks7")
+                for k in ("scan_nose_tip", "scan_landmarks68"):
+                    if k in ann:
+                        meta[k] = ann[k]
         return sample

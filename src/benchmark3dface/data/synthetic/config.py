@@ -12,6 +12,8 @@ MODES = ("single", "set", "multiview", "multiface")
 PROJECTIONS = ("perspective", "weak_perspective")
 BACKGROUNDS = ("plain", "noise", "gradient", "texture", "faces")
 OCCLUDERS = ("bar", "glasses", "hand")
+#: yaw distributions (``scene.sample_angles``): AFLW2000-3D's |yaw| histogram, or uniform.
+POSE_PRIORS = ("aflw2000", "uniform")
 
 #: Named starting points: the settings each seed method trains on.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -41,12 +43,25 @@ class SynthConfig:
         identity_seed: seed of the identity id -> (identity, albedo) coefficient map.
         id_std / tex_std / exp_std: standard deviations of the model-prior coefficients
             (``exp_std`` scales the blendshape weights of a ``unit_interval`` model).
-        yaw_max / pitch_max / roll_max: uniform pose ranges, degrees (yaw up to +-90).
+        yaw_max / pitch_max / roll_max: pose ranges, degrees (yaw up to +-90); pitch and roll
+            are uniform within +-``pitch_max`` / +-``roll_max``, the yaw follows ``pose_prior``
+            within +-``yaw_max``.
+        pose_prior: the yaw distribution. ``aflw2000`` (default): a random sign times a
+            piecewise-uniform |yaw| with AFLW2000-3D's 10-degree bin masses (0-30 / 30-60 / 60-90
+            degrees: 65.6 / 19.2 / 15.2 %; ``scene.AFLW2000_ABS_YAW_COUNTS``, docs/data.md),
+            truncated to ``yaw_max``. ``uniform``: uniform within +-``yaw_max`` (the earlier
+            default; with ``yaw_max`` 90 the ``hard`` variant, half of it beyond 45 degrees).
+            Both priors draw the same random numbers: a seed's samples differ only in the yaws
+            (and what follows from them: translation, image, landmarks); multiview samples'
+            yaws are ``view_yaw``/``view_yaws``, only their background faces follow the prior.
         align_shift: std of the crop-centre jitter around Deng's 5-point alignment, as a
             fraction of ``image_size``; align_scale: std of the log-scale jitter.
         set_size: images per identity set (mode ``set``).
         view_yaw: multiview yaw of the side views in degrees (views: -yaw, 0, +yaw); ``None``
             draws it uniformly from ``view_yaw_range`` per sample.
+        view_yaws: multiview only: the three views' yaws ``(left, front, right)`` in degrees,
+            e.g. ``(-45, 0, 30)``; overrides ``view_yaw`` (``(-y, 0, y)`` gives the same samples
+            as ``view_yaw=y``). ``None`` (default): ``view_yaw`` decides.
         min_faces / max_faces: face count range of a multiface image.
         face_scale_range: multiface face size range, as the side (px) of the Deng crop that
             would hold the face (log-uniform); the face spans about 0.8 of it.
@@ -62,7 +77,20 @@ class SynthConfig:
             samples carry only the image, detected-style landmarks and the identity label.
         landmark_noise: std of the detected-style landmark noise on unlabelled samples, as a
             fraction of the face size (the distance between eye centres and mouth centre x 3).
-        return_vertices: include the GT meshes (model and camera frame) in samples.
+        detail_amplitude: fine detail beyond the model's span, in mm (0 = off, the default,
+            and then samples are exactly those without the option): a smooth random field of
+            bumps and wrinkles, fixed per identity (like its coefficients), displaces every GT
+            face along its model-frame vertex normals by at most this much. It is part of the
+            GT mesh (``vertices``, ``vertices_cam``), the rendered image, depth, masks and
+            landmarks; the GT coefficients stay the model's (the detail is what no coefficient
+            can express: what a shape-from-shading refinement has to recover).
+        label_noise_std: noisy shape labels for semi-supervised training, the standard
+            deviation of Gaussian noise (model-prior units: coefficients ~ N(0, 1)) added to
+            the identity and expression coefficients of the *labelled* samples of the
+            ``train`` split, like a fitted 3DMM (300W-LP style). ``coeffs`` and the GT meshes
+            (``vertices``, ``vertices_cam``, decoded from the noisy coefficients) carry the
+            noise; the image, landmarks, depth and masks stay exact. ``val`` / ``test`` keep the
+            exact labels (the protocols score against them). 0 (default): exact labels.
         return_topology: include the model's triangles in every sample.
     """
 
@@ -80,11 +108,13 @@ class SynthConfig:
     yaw_max: float = 90.0
     pitch_max: float = 25.0
     roll_max: float = 20.0
+    pose_prior: str = "aflw2000"
     align_shift: float = 0.02
     align_scale: float = 0.05
     set_size: int = 5
     view_yaw: float | None = 30.0
     view_yaw_range: tuple[float, float] = (10.0, 45.0)
+    view_yaws: tuple[float, float, float] | None = None
     min_faces: int = 1
     max_faces: int = 10
     face_scale_range: tuple[float, float] = (48.0, 300.0)
@@ -103,6 +133,8 @@ class SynthConfig:
     jpeg_quality_min: int = 30
     labelled_fraction: float = 1.0
     landmark_noise: float = 0.01
+    detail_amplitude: float = 0.0
+    label_noise_std: float = 0.0
     return_vertices: bool = True
     return_topology: bool = False
 
@@ -112,6 +144,8 @@ class SynthConfig:
             setattr(self, name, tuple(getattr(self, name)))
         if self.background_weights is not None:
             self.background_weights = tuple(float(w) for w in self.background_weights)
+        if self.view_yaws is not None:
+            self.view_yaws = tuple(float(y) for y in self.view_yaws)
         if self.image_size is None:
             self.image_size = 512 if self.mode == "multiface" else 224
         self.validate()
@@ -137,6 +171,8 @@ class SynthConfig:
         for name in ("yaw_max", "pitch_max", "roll_max"):
             if not 0.0 <= getattr(self, name) <= 90.0:
                 bad(f"{name} must be within [0, 90] degrees, got {getattr(self, name)}")
+        if self.pose_prior not in POSE_PRIORS:
+            bad(f"pose_prior must be one of {POSE_PRIORS}, got {self.pose_prior!r}")
         if self.set_size < 1:
             bad(f"set_size must be >= 1, got {self.set_size}")
         if self.view_yaw is not None and not 0.0 <= self.view_yaw <= 90.0:
@@ -144,6 +180,12 @@ class SynthConfig:
         lo, hi = self.view_yaw_range
         if not 0.0 <= lo <= hi <= 90.0:
             bad(f"view_yaw_range must satisfy 0 <= lo <= hi <= 90, got {self.view_yaw_range}")
+        if self.view_yaws is not None:
+            if len(self.view_yaws) != 3 or not all(-90.0 <= y <= 90.0 for y in self.view_yaws):
+                bad(f"view_yaws must be three yaws (left, front, right) within [-90, 90] degrees, "
+                    f"got {self.view_yaws}")
+            if self.mode != "multiview":
+                bad(f"view_yaws is for mode 'multiview' (three views), got mode {self.mode!r}")
         if not 1 <= self.min_faces <= self.max_faces <= 64:
             bad(f"need 1 <= min_faces <= max_faces <= 64, got {self.min_faces}, {self.max_faces}")
         lo, hi = self.face_scale_range
@@ -170,9 +212,12 @@ class SynthConfig:
                 bad(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         for name in ("noise_max", "blur_sigma_max", "landmark_noise", "align_shift",
                      "align_scale", "id_std", "tex_std", "exp_std", "directional_max",
-                     "light_tint"):
+                     "light_tint", "detail_amplitude", "label_noise_std"):
             if not getattr(self, name) >= 0.0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("detail_amplitude", "label_noise_std"):
+            if not getattr(self, name) < float("inf"):
+                bad(f"{name} must be finite, got {getattr(self, name)}")
         if not 1 <= self.jpeg_quality_min <= 95:
             bad(f"jpeg_quality_min must be in [1, 95], got {self.jpeg_quality_min}")
 
@@ -213,5 +258,5 @@ def default_config(**kwargs: Any) -> SynthConfig:
     return SynthConfig.from_dict(kwargs)
 
 
-__all__ = ["BACKGROUNDS", "MODES", "OCCLUDERS", "PRESETS", "PROJECTIONS", "SynthConfig",
+__all__ = ["BACKGROUNDS", "MODES", "OCCLUDERS", "POSE_PRIORS", "PRESETS", "PROJECTIONS", "SynthConfig",
            "default_config"]

@@ -8,9 +8,11 @@ One call, :meth:`SyntheticEngine.generate`, turns ``(seed, split, index)`` into 
 2. placement: single/set/multiview crops put the face where Deng's 5-point alignment would
    (the least-squares scale + translation of its 5 points onto the mean face's targets is the
    identity, up to a small jitter); multiface images place 1-10 faces under one global camera;
-3. decode (model frame, mm) -> pose -> project -> rasterize all faces of a sample in one call
-   (``render.rasterize``; back faces culled) -> colour, depth, parse and instance maps;
-4. background (noise, gradients, textures, other faces), occluders, blur, noise, JPEG, 8 bits.
+3. decode (model frame, mm; optional fine detail along the normals, ``detail_amplitude``) ->
+   pose -> project -> rasterize all faces of a sample in one call (``render.rasterize``; back
+   faces culled) -> colour, depth, parse and instance maps;
+4. background (noise, gradients, textures, other faces), occluders, blur, noise, JPEG, 8 bits;
+5. labels: the GT (optionally noisy shape labels on labelled train samples, ``label_noise_std``).
 
 Frames and units follow docs/conventions.md. The image path runs with one torch thread (a
 context manager restores the caller's setting), so samples are bit-identical whatever the
@@ -43,7 +45,7 @@ from . import backgrounds as bg
 from . import degrade
 from .config import SynthConfig
 from .occluders import occluder_colour, occluder_shapes, shapes_mask
-from .scene import (draw_identities, face_size_px, identity_coefficients, multiface_layout,
+from .scene import (detail_field, draw_identities, face_size_px, identity_coefficients, multiface_layout,
                     sample_angles, sample_expression, sample_sh)
 from .seeding import check_split, sample_rng
 
@@ -195,6 +197,7 @@ class SyntheticEngine:
             self.camera = PerspectiveCamera.deng(s)
         self.weak_camera = WeakPerspectiveCamera(s, s)
         self.target5 = deng_target_points(self.mean, self.lm_idx, s).double()
+        self._detail_xy: np.ndarray | None = None
 
     # ================================================================== public
     def generate(self, split: str, index: int, seed: int = 0) -> Sample:
@@ -255,7 +258,7 @@ class SyntheticEngine:
         exp = sample_expression(rng, self.layout, self.model.exp_prior, k, cfg.exp_std)
         sh = sample_sh(rng, k, cfg.ambient_range, cfg.directional_max, cfg.light_tint)
         if angles is None:
-            angles = sample_angles(rng, m, cfg.yaw_max, cfg.pitch_max, cfg.roll_max)
+            angles = sample_angles(rng, m, cfg.yaw_max, cfg.pitch_max, cfg.roll_max, cfg.pose_prior)
         if shared_exp_light:
             exp, sh = np.repeat(exp, m, 0), np.repeat(sh, m, 0)
         q = quantize_coefficients
@@ -270,10 +273,14 @@ class SyntheticEngine:
             return self._random_faces(rng, ids), None, None
         if cfg.mode == "multiview":
             ids = np.repeat(draw_identities(rng, cfg, split, 1), 3)
-            base = sample_angles(rng, 1, 0.0, cfg.pitch_max, cfg.roll_max)[0]
-            yaw = cfg.view_yaw if cfg.view_yaw is not None else float(rng.uniform(*cfg.view_yaw_range))
+            base = sample_angles(rng, 1, 0.0, cfg.pitch_max, cfg.roll_max, cfg.pose_prior)[0]
             angles = np.repeat(base[None], 3, 0)
-            angles[:, 1] = np.radians([-yaw, 0.0, yaw])
+            if cfg.view_yaws is not None:  # explicit (left, front, right) triplet
+                yaw = None
+                angles[:, 1] = np.radians(list(cfg.view_yaws))
+            else:
+                yaw = cfg.view_yaw if cfg.view_yaw is not None else float(rng.uniform(*cfg.view_yaw_range))
+                angles[:, 1] = np.radians([-yaw, 0.0, yaw])
             return self._random_faces(rng, ids, shared_exp_light=True, angles=angles), None, yaw
         layout = multiface_layout(rng, self.size, self.size, cfg.min_faces, cfg.max_faces,
                                   cfg.face_scale_range, cfg.max_overlap)
@@ -296,7 +303,8 @@ class SyntheticEngine:
     def gt_meshes(self, coeffs: Tensor) -> tuple[Tensor, Tensor]:
         """GT meshes from GT coefficients ``(M, C)``: model-frame and camera-frame vertices
         ``(M, N, 3)`` mm, bit-identical to those of :meth:`generate`. Weak perspective: the
-        camera-frame mesh is ``R v`` (no translation).
+        camera-frame mesh is ``R v`` (no translation). Not with ``detail_amplitude`` > 0: the
+        fine detail is beyond the coefficients (shards then store the meshes).
 
         They equal ``model.decode(coeffs)`` up to ~1e-4 mm: the engine evaluates the linear model
         exactly on a basis rounded to ~1e-5 mm (see ``_ExactBasis``)."""
@@ -355,6 +363,56 @@ class SyntheticEngine:
         cam = self.camera
         depth = DENG_DISTANCE_MM * (224.0 / sizes) * (cam.focal / DENG_FOCAL_224)
         return cam.unproject(torch.from_numpy(centres), torch.from_numpy(depth)).numpy()
+
+    def _with_detail(self, verts: Tensor, identities: np.ndarray) -> Tensor:
+        """Model-frame GT vertices ``(M, N, 3)`` displaced along their unit normals by each
+        identity's fine-detail field x ``detail_amplitude`` mm (``scene.detail_field``, on the
+        mean shape's x, y); unchanged (the same tensor) when the option is off.
+
+        Same bits on every CPU: the normals and the displacement are computed in float64 numpy
+        with single-rounding element-wise operations (no fused multiply-add kernel such as
+        ``torch.linalg.cross``, no MKL vector math) and the displacement is rounded to
+        multiples of 2**-20 mm before the one float32 addition."""
+        amp = float(self.cfg.detail_amplitude)
+        if not amp > 0:
+            return verts
+        if self._detail_xy is None:
+            self._detail_xy = self.mean[:, :2].double().numpy()
+        ids, which = np.unique(np.asarray(identities), return_inverse=True)  # views share one field
+        fields_ = np.stack([detail_field(self._detail_xy, int(i), self.cfg.identity_seed) for i in ids])
+        field = fields_[which.reshape(-1)] * amp  # (M, N) mm
+        q = float(2 ** 20)
+        disp = np.round(field[..., None] * self._exact_vertex_normals(verts.numpy().astype(np.float64)) * q) / q
+        return verts + torch.from_numpy(disp.astype(np.float32))
+
+    def _exact_vertex_normals(self, verts: np.ndarray) -> np.ndarray:
+        """Unit vertex normals of ``(M, N, 3)`` float64 vertices: the normalised sum of the
+        adjacent unit face normals, in increasing face id (``vertex_faces``)."""
+        tri = self.tri.numpy()
+        v0, v1, v2 = (verts[:, tri[:, k]] for k in range(3))
+        a, b = v1 - v0, v2 - v0
+        fn = np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1], a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                       a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], -1)
+
+        def unit64(x: np.ndarray) -> np.ndarray:
+            n = np.sqrt(x[..., 0] * x[..., 0] + x[..., 1] * x[..., 1] + x[..., 2] * x[..., 2])
+            return x / np.maximum(n, 1e-12)[..., None]
+
+        fn = unit64(fn)
+        adj = self.vertex_faces.numpy()  # (N, K), -1 padded
+        acc = np.zeros_like(verts)
+        for k in range(adj.shape[1]):
+            col = adj[:, k]
+            acc = acc + fn[:, np.maximum(col, 0)] * (col >= 0)[None, :, None]
+        return unit64(acc)
+
+    def _noisy_labels(self, faces: _Faces, rng: np.random.Generator) -> _Faces:
+        """``faces`` with ``label_noise_std`` Gaussian noise on the identity and expression
+        coefficients (quantised like every coefficient)."""
+        std = float(self.cfg.label_noise_std)
+        q = quantize_coefficients
+        return _Faces(faces.identity, q(faces.ident + rng.standard_normal(faces.ident.shape) * std),
+                      q(faces.exp + rng.standard_normal(faces.exp.shape) * std), faces.tex, faces.angles, faces.sh)
 
     def _vertex_normals_at(self, verts: Tensor, which: Tensor) -> Tensor:
         """Unit normals (normalised sum of the adjacent unit face normals) of the vertices
@@ -423,24 +481,31 @@ class SyntheticEngine:
             (verts, bverts), (albedo, balb), (rot, brot) = (x.split([m, nb]) for x in (verts, albedo, rot))
         else:
             verts, albedo, rot = yield faces
+        plain = verts
+        verts = self._with_detail(verts, faces.identity)
         rotated = rotate_points(verts, rot)
+        # placement from the mesh without fine detail: the detail changes nothing else
+        placed = rotated if verts is plain else rotate_points(plain, rot)
         weak_scale = weak_shift = None
         if self.weak:
-            weak_scale, weak_shift = self._place_weak(rng, rotated)
+            weak_scale, weak_shift = self._place_weak(rng, placed)
             trans = np.zeros((m, 3))
             world = rotated
             uv = self.weak_camera.project(world, torch.from_numpy(weak_scale.astype(np.float32)),
                                           torch.from_numpy(weak_shift.astype(np.float32)))
             screen = torch.cat([uv[..., :2], -world[..., 2:3]], -1)
         else:
-            trans = (self._place_multiface(*layout) if multiface else self._place_perspective(rng, rotated))
+            trans = (self._place_multiface(*layout) if multiface else self._place_perspective(rng, placed))
             world = rotated + torch.from_numpy(trans.astype(np.float32))[:, None]
             screen = self._project(world)
             if multiface:
-                keep = _unhidden_centres(screen, self.camera.project(torch.from_numpy(trans))[:, :2])
+                kept_by = screen if placed is rotated else self._project(
+                    placed + torch.from_numpy(trans.astype(np.float32))[:, None])  # the faces without detail
+                keep = _unhidden_centres(kept_by, self.camera.project(torch.from_numpy(trans))[:, :2])
                 if not keep.all():  # decode again: GT meshes always come from an M-row decode
                     faces, trans = faces.take(keep), trans[keep]
                     verts, albedo, rot = yield faces
+                    verts = self._with_detail(verts, faces.identity)
                     rotated = rotate_points(verts, rot)
                     world = rotated + torch.from_numpy(trans.astype(np.float32))[:, None]
                     screen = self._project(world)
@@ -580,9 +645,17 @@ class SyntheticEngine:
             camera = {"type": "perspective", "focal": float(cam.focal), "cx": float(cam.cx),
                       "cy": float(cam.cy), "distance": float(cam.distance), "width": s, "height": s}
         angles = torch.from_numpy(faces.angles.astype(np.float32))
+        labels = faces
+        if labelled and cfg.label_noise_std > 0 and split == "train":
+            # noisy shape labels (a fitted 3DMM): noisy id/exp coefficients and their meshes
+            labels = self._noisy_labels(faces, sample_rng(seed, split, index, "label_noise"))
+            verts, _, lrot = yield labels
+            world = rotate_points(verts, lrot)
+            if not self.weak:
+                world = world + torch.from_numpy(trans.astype(np.float32))[:, None]
         coeffs = lay.join({
-            "id": torch.from_numpy(faces.ident.astype(np.float32)),
-            "exp": torch.from_numpy(faces.exp.astype(np.float32)),
+            "id": torch.from_numpy(labels.ident.astype(np.float32)),
+            "exp": torch.from_numpy(labels.exp.astype(np.float32)),
             "tex": torch.from_numpy(faces.tex.astype(np.float32)),
             "angles": angles,
             "sh": shading_sh if lay.sh == 27 else torch.zeros(m, 0),
@@ -606,6 +679,12 @@ class SyntheticEngine:
                 "grayscale": bool(cfg.grayscale)}
         if view_yaw is not None:
             meta["view_yaw_deg"] = float(view_yaw)
+        if mode == "multiview" and cfg.view_yaws is not None:
+            meta["view_yaws_deg"] = [float(y) for y in cfg.view_yaws]
+        if cfg.detail_amplitude > 0:
+            meta["detail_amplitude_mm"] = float(cfg.detail_amplitude)
+        if labels is not faces:
+            meta["label_noise_std"] = float(cfg.label_noise_std)
         sample = Sample(kind=mode, sample_id=f"synthetic/{mode}/{split}/{seed}/{index:08d}",
                         camera=camera, labelled=labelled, meta=meta)
 

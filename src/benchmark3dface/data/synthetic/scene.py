@@ -15,7 +15,7 @@ import numpy as np
 
 from ...facemodel.layout import CoeffLayout
 from ...geometry.lighting import SH_A, SH_C
-from .config import SynthConfig
+from .config import POSE_PRIORS, SynthConfig
 from .seeding import identity_id, rng_for
 
 A1C1 = SH_A[1] * SH_C[1]
@@ -34,6 +34,51 @@ def identity_coefficients(layout: CoeffLayout, identity: int, identity_seed: int
     return ident, tex
 
 
+def detail_field(xy: np.ndarray, identity: int, identity_seed: int = 0, bumps: int = 24,
+                 wrinkles: int = 6) -> np.ndarray:
+    """Fine-detail field of an identity on a mesh: ``(N,)`` float64 in [-1, 1] (max |f| = 1).
+
+    ``xy`` (N, 2): the vertices' model-frame x, y (mm; the model's mean shape, so the field
+    follows the skin whatever the expression). A pure function of ``(identity_seed,
+    identity)`` and ``xy``: ``bumps`` Gaussian bumps and dents (sigma 1.5-5 % of the face size)
+    plus ``wrinkles`` wrinkle patches (sinusoids of wavelength 2-5 % of the face size under a
+    Gaussian envelope of 8-20 %), at random places of the face's xy box; each term is
+    evaluated within 5 sigma of its centre.
+    """
+    rng = rng_for("b3f-detail", int(identity_seed), int(identity))
+    xy = np.asarray(xy, np.float64)
+    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    lo, hi = xy.min(0), xy.max(0)
+    size = float(np.max(hi - lo))
+    out = np.zeros(len(xy))
+
+    def near(c: np.ndarray, sig: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Vertices within 5 sigma of ``c`` (beyond, exp(-12.5) is dropped) and their offsets."""
+        k = np.flatnonzero((np.abs(x - c[0]) < 5 * sig) & (np.abs(y - c[1]) < 5 * sig))
+        dx, dy = x[k] - c[0], y[k] - c[1]
+        return k, dx, dy, dx * dx + dy * dy
+
+    for _ in range(bumps):
+        c = lo + rng.random(2) * (hi - lo)
+        sig = rng.uniform(0.015, 0.05) * size
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        amp = rng.uniform(0.5, 1.0)
+        k, _, _, r2 = near(c, sig)
+        out[k] += sign * amp * np.exp(-r2 / (2 * sig * sig))
+    for _ in range(wrinkles):
+        c = lo + rng.random(2) * (hi - lo)
+        env = rng.uniform(0.08, 0.2) * size
+        theta = rng.uniform(0.0, np.pi)
+        lam = rng.uniform(0.02, 0.05) * size
+        phase = rng.uniform(0.0, 2 * np.pi)
+        amp = rng.uniform(0.5, 1.0)
+        k, dx, dy, r2 = near(c, env)
+        d = dx * np.cos(theta) + dy * np.sin(theta)
+        out[k] += amp * np.sin(2 * np.pi * d / lam + phase) * np.exp(-r2 / (2 * env * env))
+    peak = float(np.abs(out).max())
+    return out / peak if peak > 0 else out
+
+
 def draw_identities(rng: np.random.Generator, cfg: SynthConfig, split: str, count: int) -> np.ndarray:
     """``count`` identity ids drawn uniformly from the split's pool (with replacement)."""
     local = rng.integers(0, cfg.num_identities(split), size=count)
@@ -49,11 +94,54 @@ def sample_expression(rng: np.random.Generator, layout: CoeffLayout, exp_prior: 
     return rng.standard_normal((count, layout.exp)) * exp_std
 
 
+#: |yaw| histogram of AFLW2000-3D (3DDFA's ``AFLW2000-3D.pose.npy``, 2000 images, degrees) in
+#: 10-degree bins 0-10, ..., 80-90; the 7 annotations beyond 90 degrees are counted in 80-90
+#: (the engine's yaw limit). Bins 0-30 / 30-60 / 60-90: 1312 / 383 / 305 = 65.6 / 19.2 / 15.2 %.
+AFLW2000_ABS_YAW_COUNTS = (672, 393, 247, 137, 117, 129, 143, 115, 47)
+AFLW2000_ABS_YAW_EDGES = tuple(float(e) for e in range(0, 91, 10))
+
+
+def abs_yaw_cdf(prior: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges_deg, cdf)`` knots of the |yaw| distribution of a pose prior on [0, 90] degrees
+    (piecewise-linear CDF = piecewise-uniform density)."""
+    if prior == "uniform":
+        return np.array([0.0, 90.0]), np.array([0.0, 1.0])
+    if prior == "aflw2000":
+        counts = np.asarray(AFLW2000_ABS_YAW_COUNTS, dtype=np.float64)
+        return np.asarray(AFLW2000_ABS_YAW_EDGES), np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+    raise ValueError(f"unknown pose_prior {prior!r}; choose one of {POSE_PRIORS}")
+
+
+def yaw_from_uniform(s: np.ndarray, yaw_max: float, prior: str) -> np.ndarray:
+    """Yaw in degrees from ``s`` uniform in [-1, 1): the sign of ``s`` is the yaw's sign and
+    ``|s|`` is mapped through the inverse |yaw| CDF of ``prior`` truncated to ``[0, yaw_max]``.
+    Monotone in ``s``; for ``uniform`` it is exactly ``s * yaw_max``."""
+    if prior == "uniform":
+        return s * yaw_max
+    edges, cdf = abs_yaw_cdf(prior)
+    top = float(np.interp(yaw_max, edges, cdf))  # the prior's mass within [0, yaw_max]
+    return np.sign(s) * np.interp(np.abs(s) * top, cdf, edges)
+
+
 def sample_angles(rng: np.random.Generator, count: int, yaw_max: float, pitch_max: float,
-                  roll_max: float) -> np.ndarray:
-    """``(count, 3)`` (pitch, yaw, roll) in radians, uniform within the +- ranges (degrees in)."""
-    lim = np.radians([pitch_max, yaw_max, roll_max])
-    return (rng.random((count, 3)) * 2.0 - 1.0) * lim
+                  roll_max: float, pose_prior: str = "uniform") -> np.ndarray:
+    """``(count, 3)`` (pitch, yaw, roll) in radians (degrees in).
+
+    Pitch and roll are uniform within +-``pitch_max`` / +-``roll_max``. The yaw follows
+    ``pose_prior``: ``uniform`` within +-``yaw_max``; ``aflw2000`` a random sign times a
+    piecewise-uniform |yaw| with AFLW2000-3D's 10-degree bin masses
+    (:data:`AFLW2000_ABS_YAW_COUNTS`), truncated to ``yaw_max``. Both draw the same
+    ``count x 3`` uniform numbers (the yaw is a monotone map of the uniform prior's yaw), so the
+    prior changes only the yaws: every later draw of a sample stays the same.
+    """
+    if pose_prior not in POSE_PRIORS:
+        raise ValueError(f"unknown pose_prior {pose_prior!r}; choose one of {POSE_PRIORS}")
+    u = rng.random((count, 3)) * 2.0 - 1.0
+    if pose_prior == "uniform":
+        return u * np.radians([pitch_max, yaw_max, roll_max])
+    out = u * np.radians([pitch_max, 0.0, roll_max])
+    out[:, 1] = np.radians(yaw_from_uniform(u[:, 1], yaw_max, pose_prior))
+    return out
 
 
 def sample_sh(rng: np.random.Generator, count: int, ambient_range: tuple[float, float],

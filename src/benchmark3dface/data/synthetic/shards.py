@@ -134,7 +134,8 @@ def write_shards(out: str | Path, config: SynthConfig | dict[str, Any] | None = 
     Returns the manifest path. ``workers`` > 0 renders in DataLoader worker processes (one
     torch thread each); the files are the same whatever the worker count. The GT meshes
     (``vertices``, ``vertices_cam``; 0.7 MB per face for a 30K-vertex model) are not stored
-    unless ``store_vertices``: :class:`ShardDataset` recomputes them, bit-identically, from the
+    unless ``store_vertices`` (forced with ``detail_amplitude`` > 0, whose detail no
+    coefficient holds): :class:`ShardDataset` recomputes them, bit-identically, from the
     stored GT coefficients and the face model.
     """
     out = Path(out)
@@ -145,6 +146,8 @@ def write_shards(out: str | Path, config: SynthConfig | dict[str, Any] | None = 
     if (out / MANIFEST).exists() and not overwrite:
         raise FileExistsError(f"{out / MANIFEST} exists; choose another --out or pass overwrite")
     ds = SyntheticFaceDataset(config, split, num_samples, seed, facemodel, facemodel_path)
+    # fine detail is beyond the coefficients: its GT meshes cannot be recomputed from them
+    store_vertices = store_vertices or ds.config.detail_amplitude > 0
     out.mkdir(parents=True, exist_ok=True)
     loader = DataLoader(ds, batch_size=min(8, shard_size), num_workers=int(workers),
                         collate_fn=_list_collate, worker_init_fn=_worker_init if workers else None)
