@@ -120,9 +120,10 @@ class MeanFace(ReconstructionMethod):
                       paper="baseline")
 
     def place(self, lm68: Tensor | None, lm5: Tensor | None, size: int, weak: bool = False,
-              with_center: bool = False) -> list[FaceReconstruction]:
+              with_center: bool = False, weights: Tensor | None = None) -> list[FaceReconstruction]:
         """Mean faces placed on ``n`` landmark sets ((n, 68, 2) or (n, 5, 2) px) in a square
-        image of ``size`` px: Deng's camera rescaled to the size, or weak perspective."""
+        image of ``size`` px: Deng's camera rescaled to the size, or weak perspective;
+        ``weights``: optional (n, 68) visibility weights of the 68 points."""
         fm = self.facemodel
         ref = lm68 if lm68 is not None else lm5
         n = 0 if ref is None else int(ref.reshape(-1, ref.shape[-2], 2).shape[0])
@@ -131,14 +132,15 @@ class MeanFace(ReconstructionMethod):
                 raise ValueError("meanface needs 2D landmarks (lm68 or lm5) in the sample to place the face")
             return []
         pts3, pts2 = _landmark_target(lm68, lm5, fm, n)
+        w = None if weights is None or lm68 is None else weights.reshape(n, 68).to(pts3)
         coeffs = fm.layout.zeros(n, device=pts3.device)
         if weak:
             cam = WeakPerspectiveCamera(size, size)
-            rot, scale, t2 = fit_weak_pose(pts3, pts2, (cam.cx, cam.cy))
+            rot, scale, t2 = fit_weak_pose(pts3, pts2, (cam.cx, cam.cy), weights=w)
             coeffs[:, fm.layout.slice("angles")] = matrix_to_euler(rot).to(coeffs)
             return self.faces_from_coeffs(coeffs, cam, scale=scale, translation2d=t2, with_center=with_center)
         cam = PerspectiveCamera.deng(int(size))
-        angles, trans, _ = fit_pose_to_landmarks(pts3, pts2, cam)
+        angles, trans, _ = fit_pose_to_landmarks(pts3, pts2, cam, weights=w)
         coeffs[:, fm.layout.slice("angles")] = angles
         coeffs[:, fm.layout.slice("trans")] = trans
         return self.faces_from_coeffs(coeffs, cam, with_center=with_center)
@@ -166,7 +168,8 @@ class MeanFace(ReconstructionMethod):
             front = front_view(kind, views)
             return [Reconstruction(sid, [faces[i * views + front]], per_view=faces[i * views:(i + 1) * views])
                     for i, sid in enumerate(ids)]
-        faces = self.place(batch.lm68, batch.lm5, size, weak)
+        vis = batch.lm68_visible if "lm68_visible" in batch.present() else None
+        faces = self.place(batch.lm68, batch.lm5, size, weak, weights=vis)
         return [Reconstruction(sid, [f]) for sid, f in zip(ids, faces)]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from benchmark3dface.geometry.mesh import umeyama
+from benchmark3dface.metrics.true_error import aligned_vertex_errors
 
 from .networks import AGGREGATIONS, aggregate_identity
 
@@ -22,19 +22,15 @@ TABLE4_ROWS = ("per_image_mean", "shape_averaging", "S1", "S2", "S3", "S4")
 
 
 def true_error(pred: Tensor, gt: Tensor) -> Tensor:
-    """Mean per-vertex distance (mm) after similarity alignment of ``pred`` onto ``gt``.
+    """Mean per-vertex distance (mm) after similarity alignment of ``pred`` onto ``gt``
+    (the protocol's :func:`~benchmark3dface.metrics.true_error.aligned_vertex_errors`).
 
     Args:
         pred, gt: (..., N, 3) vertices in mm, same topology.
     Returns:
-        (...,) errors in mm (float64 internally).
+        (...,) errors in mm, in ``pred``'s dtype (float64 internally).
     """
-    if pred.shape != gt.shape or pred.shape[-1] != 3:
-        raise ValueError(f"true_error: pred {tuple(pred.shape)} and gt {tuple(gt.shape)} must both be (..., N, 3)")
-    p, g = pred.double(), gt.double()
-    s, r, t = umeyama(p, g)
-    aligned = s[..., None, None] * (p @ r.transpose(-1, -2)) + t[..., None, :]
-    return (aligned - g).norm(dim=-1).mean(-1).to(pred.dtype)
+    return aligned_vertex_errors(pred, gt).mean(-1).to(pred.dtype)
 
 
 def neutral_shape(facemodel, id_coeffs: Tensor) -> Tensor:

@@ -132,8 +132,9 @@ def test_detector_source_finds_several_faces_and_keeps_single_images_per_image()
     out = src(batch)
     assert isinstance(out["lm68"], list) and len(out["lm68"]) == 2
     assert sum(len(x) for x in out["lm68"]) >= 2  # several faces, not one per image
-    for lm, box, score, gt in zip(out["lm68"], out["boxes"], out["scores"], batch.lm68):
+    for lm, box, score, c, gt in zip(out["lm68"], out["boxes"], out["scores"], out["centers"], batch.lm68):
         assert lm.shape[1:] == (68, 2) and box.shape == (len(lm), 4) and score.shape == (len(lm),)
+        assert torch.allclose(c, (box[:, :2] + box[:, 2:]) / 2)
         assert len(lm) <= len(gt) + 1
         assert (score[:-1] >= score[1:]).all()  # by decreasing score
     single, _ = _batch("single", 2)

@@ -140,3 +140,23 @@ def test_fit_pose_recovers_pose_from_landmarks():
     assert rms.max() < 0.05
     assert torch.allclose(a, ang, atol=2e-3)
     assert torch.allclose(tt, t, atol=0.5)
+
+
+def test_similarity_from_covariance_fixes_reflections_and_rigid_mode():
+    from benchmark3dface.geometry.mesh import similarity_from_covariance
+
+    g = torch.Generator().manual_seed(3)
+    src = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    mirrored = src * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)  # no rotation maps src onto it
+    s, r, t = umeyama(src, mirrored)
+    assert torch.det(r) == pytest.approx(1.0, abs=1e-9)
+    assert torch.allclose(r @ r.T, torch.eye(3, dtype=torch.float64), atol=1e-9)
+    # rigid mode: a scaled copy keeps s = 1 and the exact rotation (here the identity)
+    s1, r1, _ = umeyama(src, 2.0 * src, with_scale=False)
+    assert float(s1) == 1.0 and torch.allclose(r1, torch.eye(3, dtype=torch.float64), atol=1e-9)
+    # direct use from moments: cov = E[d s^T] of centred points with d = 3 s gives s = 3, R = I
+    xs = src - src.mean(0)
+    cov = (3.0 * xs).T @ xs / len(xs)
+    s3, r3, t3 = similarity_from_covariance(cov, (xs ** 2).sum(1).mean(), src.mean(0), 3.0 * src.mean(0) + 1.0)
+    assert float(s3) == pytest.approx(3.0) and torch.allclose(r3, torch.eye(3, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(t3, torch.ones(3, dtype=torch.float64))

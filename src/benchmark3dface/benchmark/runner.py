@@ -130,7 +130,11 @@ class BenchmarkRunner:
         for n in names:
             if n not in installed:
                 continue
-            rows.append(n)
+            try:
+                keys = self.test_keys(installed[n].load().spec)
+            except Exception:  # a broken plugin is reported by run()
+                keys = []
+            rows.append(f"{n} [{' '.join(keys) or 'no test set'}]")
             rows += [f"{n}{ROW_SUFFIX.get(_source_name(v), '')}" for v in self.profile.input_variants.get(n, [])]
         lines.append(f"methods ({len(rows)} rows): {', '.join(rows)}")
         return lines

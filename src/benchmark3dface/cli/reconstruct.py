@@ -213,15 +213,13 @@ def preprocess(job: PhotoJob, target5, size: int, landmarks_mode: str, n_photos:
     """Load, find landmarks, align and crop ``job.path`` (fills ``job.sample``; errors propagate)."""
     import torch
 
-    from ..data.preprocess import AlignCrop
-    from ..data.preprocess.pipeline import check_photo_size
+    from ..data.preprocess.pipeline import check_photo_size, preprocess_photo
     from ..data.readers.annotations import read_points_txt
-    from ..data.readers.imageio import load_image, to_tensor
-    from ..data.sample import Sample
+    from ..data.readers.imageio import load_image
 
     t0 = time.perf_counter()
     photo = load_image(job.path, exif_transpose=True)
-    check_photo_size(photo.shape[0], photo.shape[1], job.path)  # before a detector sees a 1x1 image
+    check_photo_size(photo.shape[0], photo.shape[1], job.path)  # before a detector is built for a 1x1 image
     lm_file = landmark_file_for(job.path, landmarks_mode, n_photos)
     lm5 = lm68 = None
     if lm_file is not None:
@@ -231,9 +229,8 @@ def preprocess(job: PhotoJob, target5, size: int, landmarks_mode: str, n_photos:
     detector = get_detector() if lm_file is None else None
     if detector is not None:
         job.landmarks_source = getattr(detector, "name", "mtcnn")
-    sample = Sample(kind="single", sample_id=job.name, image=to_tensor(photo), lm5=lm5, lm68=lm68, labelled=False,
-                    meta={"path": str(job.path), "orig_size": tuple(photo.shape[:2])})
-    job.sample = AlignCrop(target5, size, detector=detector, compute_skin=True)(sample)
+    job.sample = preprocess_photo(photo, target5, size, lm5=lm5, lm68=lm68, detector=detector, compute_skin=True,
+                                  sample_id=job.name, path=job.path)
     job.photo = photo
     job.preprocess_seconds = time.perf_counter() - t0
 

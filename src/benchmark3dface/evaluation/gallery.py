@@ -48,7 +48,7 @@ def gallery_record(method: str, dataset: str, captured: dict, order: tuple[str, 
             continue
         _, face, s = units[0]
         if face is None:
-            from ..methods.reconstruction import FaceReconstruction
+            from ..contracts import FaceReconstruction
 
             face = FaceReconstruction(None, None, failure=units.missing.get(units[0][0], "not reconstructed"))
         img = s.image

@@ -26,7 +26,7 @@ for a collated batch (image fields ``(B, 3, H, W)`` or ``(B, V, 3, H, W)``).
 Multi-face images (``batch.kind == "multiface"``): *every* face, as per-image lists --
 ``lm68`` / ``lm5``: ``[(F_i, 68 | 5, 2)]`` (``F_i`` faces found in image i, possibly 0), ``ok``:
 (B,) whether image i has at least one face; the detector adds ``boxes`` ``[(F_i, 4)]`` (x0, y0,
-x1, y1 px) and ``scores`` ``[(F_i,)]``, by decreasing score. Sets / multi-view samples get one
+x1, y1 px), their ``centers`` ``[(F_i, 2)]`` px and ``scores`` ``[(F_i,)]``, by decreasing score. Sets / multi-view samples get one
 face per view, as single images do.
 """
 
@@ -223,7 +223,8 @@ class DetectedLandmarks(LandmarkSource):
                              if dets else torch.zeros(0, 4))
                 scores.append(torch.tensor([float(d.score) for d in dets], dtype=torch.float32))
             ok = torch.tensor([len(s) > 0 for s in scores], dtype=torch.bool)
-            return {"lm68": None, "lm5": lm5s, "ok": ok, "boxes": boxes, "scores": scores}
+            return {"lm68": None, "lm5": lm5s, "ok": ok, "boxes": boxes, "scores": scores,
+                    "centers": [(b[:, :2] + b[:, 2:]) / 2 for b in boxes]}
         if self._lm68 is None:
             from ..facenets.landmarks import Landmarker68
 
@@ -244,7 +245,8 @@ class DetectedLandmarks(LandmarkSource):
                 scores.append(torch.tensor([float(d.score) for d in dets], dtype=torch.float32)[keep])
         lm5s = [lm68_to_lm5(t) if len(t) else torch.zeros(0, 5, 2) for t in lm68s]
         ok = torch.tensor([len(t) > 0 for t in lm68s], dtype=torch.bool)
-        return {"lm68": lm68s, "lm5": lm5s, "ok": ok, "boxes": boxes, "scores": scores}
+        return {"lm68": lm68s, "lm5": lm5s, "ok": ok, "boxes": boxes, "scores": scores,
+                "centers": [(b[:, :2] + b[:, 2:]) / 2 for b in boxes]}
 
     def _detect_mtcnn(self, flat: Tensor) -> tuple[Tensor, Tensor]:
         from ..data.preprocess.detect import MTCNNDetector, select_face

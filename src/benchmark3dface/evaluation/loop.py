@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..data.sample import Sample
-from ..methods.reconstruction import FaceReconstruction, Reconstruction
+from ..contracts import FaceReconstruction, Reconstruction
 from .inputs import GroundTruthAccessError, input_view
 from .landmarks import LandmarkSource
 

@@ -24,7 +24,7 @@ import torch
 
 from ..data.readers.errors import DataError
 from ..data.sample import Sample
-from ..methods.reconstruction import FaceReconstruction, Reconstruction
+from ..contracts import FaceReconstruction, Reconstruction
 
 MESH_SUFFIXES = (".obj", ".ply")
 

@@ -68,14 +68,41 @@ def uniform_laplacian(triangles: Tensor, num_vertices: int) -> Tensor:
                                    check_invariants=False).coalesce()
 
 
+def similarity_from_covariance(cov: Tensor, var_src: Tensor, mu_src: Tensor, mu_dst: Tensor,
+                               with_scale: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """The closed-form step of Umeyama (1991), shared by every similarity fit in the project.
+
+    Args:
+        cov: (..., 3, 3) weighted cross-covariance ``E[(dst - mu_dst)(src - mu_src)^T]``.
+        var_src: (...,) weighted variance of ``src`` (``E|src - mu_src|^2``).
+        mu_src, mu_dst: (..., 3) weighted means.
+        with_scale: False gives the rigid (s = 1) solution.
+    Returns:
+        (s (...,), R (..., 3, 3) a proper rotation (reflections fixed; a degenerate
+        ``det(U V^T) = 0`` counts as +1), t (..., 3)) with ``dst ~ s R src + t``.
+        ``tr(D Sigma)`` of the paper is ``(R * cov).sum((-1, -2))``.
+    """
+    u, sig, vt = torch.linalg.svd(cov)
+    d = torch.sign(torch.det(u @ vt))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    fix = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1)
+    rot = u @ torch.diag_embed(fix) @ vt
+    if with_scale:
+        scale = (sig * fix).sum(-1) / var_src.clamp_min(torch.finfo(var_src.dtype).tiny)
+    else:
+        scale = torch.ones_like(d)
+    t = mu_dst - scale[..., None] * (rot @ mu_src[..., None])[..., 0]
+    return scale, rot, t
+
+
 def umeyama(src: Tensor, dst: Tensor, with_scale: bool = True, weights: Tensor | None = None):
     """Least-squares similarity ``dst ~ s R src + t`` (Umeyama 1991), batched.
 
     Args:
         src, dst: (..., K, 3) corresponding points.
-        weights: optional (..., K) non-negative weights.
+        weights: optional (..., K) non-negative weights (a positive sum per batch entry).
     Returns:
-        (s (...,), R (..., 3, 3), t (..., 3)).
+        (s (...,), R (..., 3, 3), t (..., 3)); see :func:`similarity_from_covariance`.
     """
     if weights is None:
         weights = torch.ones(src.shape[:-1], dtype=src.dtype, device=src.device)
@@ -84,19 +111,9 @@ def umeyama(src: Tensor, dst: Tensor, with_scale: bool = True, weights: Tensor |
     mu_d = (w[..., None] * dst).sum(-2)
     xs = src - mu_s[..., None, :]
     xd = dst - mu_d[..., None, :]
-    cov = (w[..., None] * xd).transpose(-1, -2) @ xs  # (...,3,3)
-    u, sig, vt = torch.linalg.svd(cov)
-    d = torch.sign(torch.det(u @ vt))
-    ones = torch.ones_like(d)
-    sfix = torch.stack([ones, ones, d], -1)
-    rot = u @ torch.diag_embed(sfix) @ vt
-    if with_scale:
-        var_s = (w * (xs ** 2).sum(-1)).sum(-1)
-        scale = (sig * sfix).sum(-1) / var_s.clamp_min(1e-20)
-    else:
-        scale = torch.ones_like(d)
-    t = mu_d - scale[..., None] * (rot @ mu_s[..., None])[..., 0]
-    return scale, rot, t
+    cov = (w[..., None] * xd).transpose(-1, -2) @ xs  # (..., 3, 3)
+    var_s = (w * (xs ** 2).sum(-1)).sum(-1)
+    return similarity_from_covariance(cov, var_s, mu_s, mu_d, with_scale)
 
 
 def symmetry_map(vertices: np.ndarray) -> np.ndarray:

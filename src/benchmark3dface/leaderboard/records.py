@@ -1,7 +1,8 @@
 """Plain records the results store reads and writes.
 
 The store's input is made of plain Python types so that any protocol result maps onto it
-without importing :mod:`benchmark3dface.metrics`:
+without importing :mod:`benchmark3dface.metrics` (its :class:`MetricValue` is the one class of
+:mod:`benchmark3dface.results`, plain Python, shared with the protocols):
 
 * :class:`RunInfo` -- what was run (method, config, seed, dataset, split, protocol, provenance);
 * :class:`RunResult` -- what came out: named metrics (value, std, n, n_failed, and the
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..results import DIRECTIONS, MetricValue
 from .schema import ALL_METRICS
 
 #: Metric- and sample-level failure maps after normalisation: metric -> sample id -> reason.
@@ -111,31 +113,8 @@ class RunInfo:
         return json.dumps(dict(self.hardware), sort_keys=True, default=str)
 
 
-#: The two directions a protocol may declare (see :mod:`.directions`).
-DIRECTIONS = ("lower", "higher")
-
 #: Keys a metric mapping may hold besides ``value``.
 METRIC_KEYS = ("std", "n", "n_failed", "direction", "unit", "sample_metric")
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    """One named number of a run. ``value`` is None when no sample produced one.
-
-    ``n`` is the number of samples that produced a value, ``n_failed`` the number that did
-    not (their failure reasons are in the per-sample rows). The protocol's declarations:
-    ``direction`` (``"lower"`` / ``"higher"`` is better), ``unit`` (``"mm"``, ``"%"`` ...) and
-    ``sample_metric`` (the per-sample metric this number summarises, which the ranking score
-    averages over every sample); None when the run was recorded without them (older results).
-    """
-
-    value: float | None
-    std: float | None = None
-    n: int | None = None
-    n_failed: int = 0
-    direction: str | None = None
-    unit: str | None = None
-    sample_metric: str | None = None
 
 
 def _finite_or_none(x: Any, what: str) -> float | None:
@@ -150,10 +129,10 @@ def _finite_or_none(x: Any, what: str) -> float | None:
 
 def coerce_metric(name: str, raw: Any) -> MetricValue:
     """A :class:`MetricValue` from a number, a mapping with ``value`` (and optional ``std``,
-    ``n``, ``n_failed``, ``direction``, ``unit``, ``sample_metric``) or a MetricValue (this
-    module's or a protocol's, whose declarations are kept). Non-finite values become None."""
+    ``n``, ``n_failed``, ``direction``, ``unit``, ``sample_metric``) or a MetricValue (the one
+    class, :mod:`benchmark3dface.results`, or any object with ``value`` and ``n``; the protocol's
+    declarations are kept). Non-finite values become None."""
     if isinstance(raw, MetricValue) or (not isinstance(raw, Mapping) and hasattr(raw, "value") and hasattr(raw, "n")):
-        # this module's MetricValue or a protocol's (benchmark3dface.metrics.MetricValue)
         raw = {"value": raw.value, "std": getattr(raw, "std", None), "n": raw.n,
                "n_failed": getattr(raw, "n_failed", 0) or 0,
                **{k: getattr(raw, k, None) for k in ("direction", "unit", "sample_metric")}}

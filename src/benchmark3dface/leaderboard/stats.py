@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 from scipy import stats as _stats
 
+from ..results import ced_fractions as ced_curve  # the one CED computation (re-exported here)
 from .directions import Direction
 
 K = TypeVar("K", bound=Hashable)
@@ -107,24 +108,6 @@ def penalised_scores(
         filled[index[run]] = values
         out[run] = CoverageScore(float(filled.mean()), int(ids.shape[0]), n_total)
     return out
-
-
-def ced_curve(values: np.ndarray, n_failed: int, thresholds: np.ndarray) -> np.ndarray:
-    """Cumulative error distribution: for each threshold ``t`` the fraction of *all* samples
-    (``len(values) + n_failed``) whose error is ``<= t``.
-
-    ``values``: (N,) finite errors; ``thresholds``: (T,) increasing. Returns (T,) in [0, 1].
-    """
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if n_failed < 0:
-        raise ValueError(f"n_failed must be >= 0, got {n_failed}")
-    if not np.isfinite(values).all():
-        raise ValueError("CED values must be finite (record failures as failures, not NaN)")
-    n_total = values.size + int(n_failed)
-    if n_total == 0:
-        raise ValueError("CED curve of zero samples")
-    return np.searchsorted(np.sort(values), thresholds, side="right") / n_total
 
 
 def ced_auc(values: np.ndarray, n_failed: int, max_threshold: float) -> float:

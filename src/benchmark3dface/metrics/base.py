@@ -29,8 +29,8 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from ..data.sample import Sample
-from ..methods.reconstruction import FaceReconstruction, Reconstruction
-from .result import DIRECTIONS, Curve, Direction, MetricValue, ProtocolResult
+from ..contracts import FaceReconstruction, Reconstruction
+from ..results import DIRECTIONS, Curve, Direction, MetricValue, ProtocolResult, ced_fractions
 
 
 def encode_strings(strings: Sequence[str], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
@@ -110,12 +110,15 @@ def mean_std(values: np.ndarray, n_failed: int, unit: str) -> MetricValue:
 
 
 def ced_curve(errors: np.ndarray, n_failed: int, x_max: float, steps: int = 201, x_label: str = "") -> Curve:
-    """Cumulative error distribution: fraction of all samples (failures included, as +inf)
-    with error <= x for ``steps`` values of x in [0, x_max]."""
+    """Cumulative error distribution as a ``Curve``: fraction of all samples (failures and
+    non-finite errors included, as +inf) with error <= x for ``steps`` values of x in
+    [0, x_max] (:func:`benchmark3dface.results.ced_fractions`); all zeros when there are no
+    samples at all."""
     xs = np.linspace(0.0, x_max, steps)
-    total = len(errors) + n_failed
-    srt = np.sort(np.asarray(errors, dtype=np.float64))
-    ys = np.searchsorted(srt, xs, side="right") / max(total, 1)
+    e = np.asarray(errors, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(e)
+    n_all = int(n_failed) + int((~finite).sum())
+    ys = np.zeros_like(xs) if e.size + n_all == 0 else ced_fractions(e[finite], n_all, xs)
     return Curve(xs.tolist(), ys.tolist(), x_label, "fraction of samples")
 
 

@@ -39,7 +39,7 @@ from torch import Tensor
 from ..data.sample import Sample
 from ..geometry.camera import (PerspectiveCamera, WeakPerspectiveCamera, camera_kind, camera_principal,
                                perspective_from_dict)
-from ..methods.reconstruction import FaceReconstruction, Reconstruction
+from ..contracts import FaceReconstruction, Reconstruction
 from ..render.depthmap import perspective_depth_map, weak_depth_map
 from .base import ProtocolMetric, as_samples, ced_curve, pair_up
 from .matching import FalsePositiveCounter, MatchRule, iter_scored_faces

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..data.sample import Sample
-from ..methods.reconstruction import Reconstruction
+from ..contracts import Reconstruction
 from .base import ProtocolMetric, _cat_state, pair_up
 from .matching import MatchRule
 from .result import MetricValue

@@ -12,6 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..geometry.mesh import similarity_from_covariance
+from ..geometry.mesh import vertex_normals as _mesh_vertex_normals
+
 #: NoW's 7 landmarks from iBUG-68 indices (0-based): subject's right eye outer corner (36),
 #: right eye inner (39), left eye inner (42), left eye outer (45), nose bottom / subnasale
 #: (33), right mouth corner (48), left mouth corner (54). "Right" = the subject's right =
@@ -60,17 +63,8 @@ def segment_umeyama(src: Tensor, dst: Tensor, weight: Tensor, seg: Tensor, n_seg
     cov = torch.zeros(n_seg, 9, dtype=dt, device=dev).index_add_(
         0, seg, (weight[:, None, None] * xd[:, :, None] * xs[:, None, :]).reshape(-1, 9)).reshape(n_seg, 3, 3)
     cov = cov / safe[:, None, None]
-    u, sig, vt = torch.linalg.svd(cov)
-    d = torch.sign(torch.det(u @ vt))
-    d = torch.where(d == 0, torch.ones_like(d), d)
-    fix = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1)
-    rot = u @ torch.diag_embed(fix) @ vt
-    if with_scale:
-        var_s = torch.zeros(n_seg, dtype=dt, device=dev).index_add_(0, seg, weight * (xs * xs).sum(-1)) / safe
-        s = (sig * fix).sum(-1) / var_s.clamp_min(1e-300)
-    else:
-        s = torch.ones(n_seg, dtype=dt, device=dev)
-    t = mu_d - s[:, None] * (rot @ mu_s[:, :, None])[..., 0]
+    var_s = torch.zeros(n_seg, dtype=dt, device=dev).index_add_(0, seg, weight * (xs * xs).sum(-1)) / safe
+    s, rot, t = similarity_from_covariance(cov, var_s, mu_s, mu_d, with_scale)
     empty = wsum <= 0
     if empty.any():
         eye = torch.eye(3, dtype=dt, device=dev).expand(n_seg, 3, 3)
@@ -151,12 +145,9 @@ def closest_point_on_triangle(x: Tensor, a: Tensor, b: Tensor, c: Tensor) -> tup
 
 def vertex_normals(vertices: Tensor, triangles: Tensor) -> Tensor:
     """Unit vertex normals of one mesh: normalised sum of the adjacent unit face normals
-    (Deng's rule). (N, 3), (F, 3) -> (N, 3); isolated vertices get a zero normal."""
-    a, b, c = (vertices[triangles[:, i]] for i in range(3))
-    fn = torch.nn.functional.normalize(torch.linalg.cross(b - a, c - a), dim=-1, eps=1e-300)
-    out = torch.zeros_like(vertices)
-    out.index_add_(0, triangles.reshape(-1), fn.repeat_interleave(3, 0))
-    return torch.nn.functional.normalize(out, dim=-1, eps=1e-300)
+    (Deng's rule; :func:`benchmark3dface.geometry.mesh.vertex_normals`). (N, 3), (F, 3) ->
+    (N, 3); isolated vertices get a zero normal."""
+    return _mesh_vertex_normals(vertices, triangles.long())
 
 
 def now_crop_sphere(landmarks7: Tensor, radius_factor: float = 1.4, centre_factor: float = 0.3

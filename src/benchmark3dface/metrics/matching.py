@@ -40,7 +40,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..data.sample import Sample
-from ..methods.reconstruction import FaceReconstruction, Reconstruction
+from ..contracts import FaceReconstruction, Reconstruction
 from .base import _cat_state, decode_strings, encode_strings
 
 MATCH_RULES = ("center", "iou")

@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from ..data.sample import Sample
-from ..methods.reconstruction import FaceReconstruction, Reconstruction
+from ..contracts import FaceReconstruction, Reconstruction
+from ..geometry.camera import DENG_DISTANCE_MM, PerspectiveCamera, WeakPerspectiveCamera
 from .base import ProtocolMetric, ced_curve, pair_up
 from .matching import landmark_center, match_faces
 from .result import MetricValue
@@ -242,9 +243,10 @@ class AFLW2000NME(_FaceMatching):
 
 def project_face(face: FaceReconstruction) -> Tensor | None:
     """Image-space (u, v) pixels of a face's vertices from its pose and camera dict
-    (docs/conventions.md): ``{"kind": "perspective", "focal", "principal": (cx, cy),
-    "distance"}`` or ``{"kind": "weak", "scale", "principal": (cx, cy), "translation2d"?}``.
-    None when the face lacks a pose or its camera kind is unknown."""
+    (docs/conventions.md), through ``geometry.camera``'s projections: ``{"kind":
+    "perspective", "focal", "principal": (cx, cy), "distance"}`` or ``{"kind": "weak", "scale",
+    "principal": (cx, cy), "translation2d"?}``. None when the face lacks a pose or its camera
+    kind is unknown."""
     if face.vertices is None or face.rotation is None:
         return None
     cam = face.camera or {}
@@ -253,14 +255,12 @@ def project_face(face: FaceReconstruction) -> Tensor | None:
     if cam.get("kind") == "perspective":
         if face.translation is None:
             return None
-        v = v + face.translation.to(torch.float64)
-        f, dist = float(cam["focal"]), float(cam.get("distance", 1000.0))
-        z = dist - v[:, 2]
-        return torch.stack([cx + f * v[:, 0] / z, cy - f * v[:, 1] / z], -1)
+        camera = PerspectiveCamera(float(cam["focal"]), cx, cy, float(cam.get("distance", DENG_DISTANCE_MM)))
+        return camera.project(v + face.translation.to(torch.float64))[:, :2]
     if cam.get("kind") == "weak":
-        s = float(cam["scale"])
-        tx, ty = (float(c) for c in cam.get("translation2d", (0.0, 0.0)))
-        return torch.stack([cx + s * v[:, 0] + tx, cy - (s * v[:, 1] + ty)], -1)
+        t2 = torch.tensor([float(c) for c in cam.get("translation2d", (0.0, 0.0))], dtype=torch.float64)
+        scale = torch.tensor(float(cam["scale"]), dtype=torch.float64)
+        return WeakPerspectiveCamera(principal=(cx, cy)).project(v, scale, t2)[:, :2]
     return None
 
 

@@ -23,7 +23,11 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
+
+from ..geometry.mesh import umeyama as _umeyama
+from ..geometry.mesh import vertex_normals as _vertex_normals
 
 
 @dataclass
@@ -79,31 +83,21 @@ class FitResult:
 
 def umeyama_np(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None, with_scale: bool = True
                ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Weighted similarity ``dst ~ s R src + t`` (Umeyama 1991), proper rotation."""
+    """Weighted similarity ``dst ~ s R src + t`` (Umeyama 1991), proper rotation, float64 NumPy
+    in and out (:func:`benchmark3dface.geometry.mesh.umeyama`); the identity for zero weight."""
     w = np.ones(len(src)) if w is None else np.asarray(w, dtype=np.float64)
-    ws = w.sum()
-    if ws <= 0:
+    if w.sum() <= 0:
         return 1.0, np.eye(3), np.zeros(3)
-    mu_s = (w[:, None] * src).sum(0) / ws
-    mu_d = (w[:, None] * dst).sum(0) / ws
-    xs, xd = src - mu_s, dst - mu_d
-    cov = (w[:, None] * xd).T @ xs / ws
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    fix = np.array([1.0, 1.0, d])
-    rot = u @ np.diag(fix) @ vt
-    s = float((sig * fix).sum() / ((w * (xs ** 2).sum(1)).sum() / ws)) if with_scale else 1.0
-    return s, rot, mu_d - s * rot @ mu_s
+    s, rot, t = _umeyama(*(torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in (src, dst)),
+                         with_scale, torch.from_numpy(w))
+    return float(s), rot.numpy(), t.numpy()
 
 
 def vertex_normals_np(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Normalised sum of the adjacent unit face normals (Deng's rule)."""
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-300)
-    out = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(out, f[:, k], fn)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-300)
+    """Normalised sum of the adjacent unit face normals (Deng's rule), float64 NumPy
+    (:func:`benchmark3dface.geometry.mesh.vertex_normals`)."""
+    return _vertex_normals(torch.from_numpy(np.asarray(v, dtype=np.float64)),
+                           torch.from_numpy(np.asarray(f, dtype=np.int64))).numpy()
 
 
 def closest_on_triangles_np(x: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..data.sample import Sample
-from ..methods.reconstruction import FaceReconstruction, Reconstruction
+from ..contracts import FaceReconstruction, Reconstruction
 from .base import ProtocolMetric, _cat_state, ced_curve, decode_strings, encode_strings, face_failure, mean_std, pair_up
 from .geometry import IBUG68_NOSE_TIP, NOW7_FROM_IBUG68
 from .reference import FitOptions, micc_reference, now_reference

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..geometry.mesh import similarity_from_covariance
 from .geometry import similarity_from_landmarks, vertex_normals
 from .reference import REFINE_PATIENCE, FitOptions, start_rotations
 from .spatial import ClosestQuery, CoherentVertexQuery, Primitives, morton_order
@@ -92,14 +93,8 @@ def _umeyama_from_moments(n: Tensor, sp: Tensor, sy: Tensor, syp: Tensor, spp: T
     cov = syp / w[:, None, None] - mu_y[:, :, None] * mu_p[:, None, :]
     var_p = spp / w - (mu_p * mu_p).sum(1)
     var_y = syy / w - (mu_y * mu_y).sum(1)
-    u, sig, vt = torch.linalg.svd(cov)
-    d = torch.sign(torch.det(u @ vt))
-    d = torch.where(d == 0, torch.ones_like(d), d)
-    fix = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1)
-    rot = (u * fix[:, None, :]) @ vt
-    tr = (sig * fix).sum(-1)
-    sc = tr / var_p.clamp_min(1e-300) if with_scale else torch.ones_like(tr)
-    t = mu_y - sc[:, None] * (rot @ mu_p[:, :, None])[..., 0]
+    sc, rot, t = similarity_from_covariance(cov, var_p, mu_p, mu_y, with_scale)
+    tr = (rot * cov).sum((-1, -2))  # tr(D Sigma) of Umeyama's paper
     resid = (var_y - 2 * sc * tr + sc * sc * var_p).clamp_min(0).sqrt()
     return sc, rot, t, resid
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..data.sample import Sample
-from ..methods.reconstruction import Reconstruction
+from ..contracts import Reconstruction
 from .base import ProtocolMetric, face_failure, pair_up
 from .geometry import apply_similarity, similarity_from_landmarks
 from .matching import FalsePositiveCounter, MatchRule, iter_scored_faces
@@ -33,10 +33,17 @@ from .result import MetricValue
 
 
 def aligned_vertex_errors(pred: Tensor, gt: Tensor, with_scale: bool = True) -> Tensor:
-    """(B, N, 3) predictions and GT in correspondence -> (B, N) distances (mm) after the
-    least-squares similarity pred -> gt."""
-    s, r, t = similarity_from_landmarks(pred.to(torch.float64), gt.to(torch.float64), with_scale)
-    return (apply_similarity(pred.to(torch.float64), s, r, t) - gt.to(torch.float64)).norm(dim=-1)
+    """(..., N, 3) predictions and GT in correspondence (mm) -> (..., N) per-vertex distances
+    (mm, float64) after the least-squares similarity (rigid when ``with_scale=False``)
+    pred -> gt, one per leading index. The one true-error alignment: methods (e.g. Deng's
+    validation error) call it too."""
+    if pred.shape != gt.shape or pred.ndim < 2 or pred.shape[-1] != 3:
+        raise ValueError(f"true error: pred {tuple(pred.shape)} and gt {tuple(gt.shape)} must both be (..., N, 3)")
+    lead, n = pred.shape[:-2], pred.shape[-2]
+    p = pred.to(torch.float64).reshape(-1, n, 3)
+    g = gt.to(torch.float64).reshape(-1, n, 3)
+    s, r, t = similarity_from_landmarks(p, g, with_scale)
+    return (apply_similarity(p, s, r, t) - g).norm(dim=-1).reshape(*lead, n)
 
 
 class TrueError(FalsePositiveCounter, ProtocolMetric):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -151,19 +152,36 @@ class AlignCrop:
         return sample
 
 
-def preprocess_photo(photo: str | Path | Tensor, target5: Tensor, crop_size: int = 224,
+def preprocess_photo(photo: str | Path | Tensor | np.ndarray, target5: Tensor, crop_size: int = 224,
                      lm5: Tensor | None = None, detector: MTCNNDetector | None = None,
-                     landmarker: FANLandmarker | None = None, compute_skin: bool = True) -> Sample:
-    """One user photo (path or ``(3, H, W)`` tensor) -> aligned ``Sample``. Without ``lm5`` a
-    detector is created on the CPU when none is given."""
+                     landmarker: FANLandmarker | None = None, compute_skin: bool = True,
+                     lm68: Tensor | None = None, sample_id: str | None = None,
+                     path: str | Path | None = None) -> Sample:
+    """One user photo -> aligned ``Sample`` (the one photo preprocessing; ``b3f reconstruct``
+    calls it too).
+
+    Args:
+        photo: a file path (read with EXIF orientation applied), a ``uint8`` ``(H, W, 3)`` RGB
+            array or a float ``(3, H, W)`` tensor in [0, 1].
+        target5: ``(5, 2)`` target points in crop pixels.
+        lm5, lm68: optional ``(5, 2)`` / ``(68, 2)`` landmarks in photo pixels; without either a
+            detector is needed (an MTCNN one is created on the CPU when none is given).
+        sample_id: the sample's id (default: the file's stem, else ``"photo"``).
+        path: the file named in errors and ``meta["path"]`` when ``photo`` is not a path.
+    Raises:
+        DataError naming the file (too small, landmarks outside, no face ...), see the module
+        docstring; the size check runs before any detector is built or run.
+    """
     if isinstance(photo, (str, Path)):
-        image, meta = to_tensor(load_image(photo, exif_transpose=True)), {"path": str(photo)}
-    else:
-        image, meta = photo, {}
-    if lm5 is None and detector is None:
+        path, photo = photo, load_image(photo, exif_transpose=True)
+    image = to_tensor(photo) if isinstance(photo, np.ndarray) else photo
+    meta = {} if path is None else {"path": str(path)}
+    check_photo_size(image.shape[-2], image.shape[-1], path if path is not None else "<photo>")
+    if lm5 is None and lm68 is None and detector is None:
         detector = MTCNNDetector()
-    s = Sample(kind="single", sample_id=Path(meta.get("path", "photo")).stem, image=image,
+    s = Sample(kind="single", sample_id=sample_id or Path(meta.get("path", "photo")).stem, image=image,
                lm5=None if lm5 is None else torch.as_tensor(lm5, dtype=torch.float32),
+               lm68=None if lm68 is None else torch.as_tensor(lm68, dtype=torch.float32),
                labelled=False, meta=meta)
     s.meta["orig_size"] = tuple(image.shape[-2:])
     return AlignCrop(target5, crop_size, detector, landmarker, compute_skin)(s)
