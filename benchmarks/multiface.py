@@ -62,9 +62,11 @@ def face_count(sample) -> int:
     return int(sample.lm68.reshape(-1, 68, 2).shape[0])
 
 
-def summarise(times: dict[int, list[float]], found: dict[int, list[int]]) -> list[dict]:
-    """Per face count: mean / median seconds per image, seconds per found face, T(k) / T(1)
-    (mean times; the smallest k stands for T(1) when 1 is not measured)."""
+def summarise(times: dict[int, list[float]], found: dict[int, list[int]],
+              gt: dict[int, list[int]] | None = None) -> list[dict]:
+    """Per face count: mean / median seconds per image, GT and found faces per image, seconds
+    per found face, T(k) / T(1) (mean times; the smallest k stands for T(1) when 1 is not
+    measured)."""
     ks = sorted(times)
     base = statistics.fmean(times[ks[0]]) if ks else float("nan")
     rows = []
@@ -72,6 +74,7 @@ def summarise(times: dict[int, list[float]], found: dict[int, list[int]]) -> lis
         mean = statistics.fmean(times[k])
         faces = sum(found[k])
         rows.append({"k": k, "seconds_mean": mean, "seconds_median": statistics.median(times[k]),
+                     "gt_per_image": statistics.fmean(gt[k]) if gt else float(k),
                      "found_per_image": faces / len(found[k]),
                      "seconds_per_found_face": sum(times[k]) / faces if faces else float("nan"),
                      "ratio": mean / base})
@@ -99,10 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     collate = SampleCollate(fill_missing=True)
     times: dict[int, list[float]] = {}
     found: dict[int, list[int]] = {}
+    gts: dict[int, list[int]] = {}
     warm = False
     for k in counts:
         samples = multiface_images(k, args.images, args.image_size, args.seed)
         got = [face_count(s) for s in samples]
+        gts[k] = got
         if any(g != k for g in got):
             print(f"k={k}: the engine placed {got} faces, not {k} each (overlap limit); rows use the real counts",
                   file=sys.stderr)
@@ -117,12 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             times[k].append(time.perf_counter() - t0)
             found[k].append(len(rec.faces))
         print(f"k={k:2d}: {statistics.fmean(times[k]):6.2f} s/image, faces found {found[k]} (GT {got})", flush=True)
-    rows = summarise(times, found)
+    rows = summarise(times, found, gts)
     print(f"\ndetect_regress ({args.inner} on {method.crop_size}px crops), {args.image_size}px images, "
           f"{args.images} per k, {args.threads} threads")
-    print(f"{'k':>3} {'s/image':>9} {'median':>8} {'found':>6} {'s/face':>8} {'T(k)/T(1)':>10}")
+    print(f"{'k':>3} {'s/image':>9} {'median':>8} {'GT':>5} {'found':>6} {'s/face':>8} {'T(k)/T(1)':>10}")
     for r in rows:
-        print(f"{r['k']:>3} {r['seconds_mean']:>9.2f} {r['seconds_median']:>8.2f} {r['found_per_image']:>6.1f} "
+        print(f"{r['k']:>3} {r['seconds_mean']:>9.2f} {r['seconds_median']:>8.2f} {r['gt_per_image']:>5.1f} "
+              f"{r['found_per_image']:>6.1f} "
               f"{r['seconds_per_found_face']:>8.2f} {r['ratio']:>10.2f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -14,8 +14,9 @@ import warnings
 from pathlib import Path
 
 
-LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "wandb", "py.warnings",
-                   "torch", "timm", "numba")
+#: loggers whose records go to the log file (torch's own loggers are left alone: raising their
+#: level would switch on its exit-time statistics)
+LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "wandb", "py.warnings")
 
 
 def route_library_output(log_file: Path, verbose: bool = False) -> logging.Handler:
@@ -26,11 +27,21 @@ def route_library_output(log_file: Path, verbose: bool = False) -> logging.Handl
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     logging.captureWarnings(True)
     warnings.simplefilter("default")  # each distinct warning once per location, into the log
+    pyw = logging.getLogger("py.warnings")
+    pyw.addHandler(handler)
+    pyw.propagate = bool(verbose)
+    # Lightning attaches its own console handlers when imported: import it now (its import-time
+    # warnings already go to the log), then take those handlers off
+    try:
+        import lightning.pytorch  # noqa: F401
+    except ImportError:  # pragma: no cover - lightning is a dependency
+        pass
     for name in LIBRARY_LOGGERS:
         lg = logging.getLogger(name)
         lg.handlers = [h for h in lg.handlers if not isinstance(h, logging.StreamHandler)
                        or isinstance(h, logging.FileHandler)]
-        lg.addHandler(handler)
+        if handler not in lg.handlers:
+            lg.addHandler(handler)
         lg.propagate = bool(verbose)
         lg.setLevel(logging.INFO)
     if verbose:

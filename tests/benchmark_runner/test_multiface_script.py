@@ -35,9 +35,10 @@ def test_parse_counts(script):
 
 
 def test_timing_arithmetic(script):
-    rows = script.summarise({1: [1.0, 3.0], 4: [6.0, 10.0, 8.0]}, {1: [1, 1], 4: [4, 3, 5]})
+    rows = script.summarise({1: [1.0, 3.0], 4: [6.0, 10.0, 8.0]}, {1: [1, 1], 4: [4, 3, 5]},
+                            {1: [1, 1], 4: [4, 4, 3]})
     one, four = rows
     assert one["seconds_mean"] == 2.0 and one["ratio"] == 1.0 and one["seconds_per_found_face"] == 2.0
     assert four["seconds_mean"] == 8.0 and four["seconds_median"] == 8.0
-    assert four["ratio"] == 4.0 and four["found_per_image"] == 4.0
+    assert four["ratio"] == 4.0 and four["found_per_image"] == 4.0 and abs(four["gt_per_image"] - 11 / 3) < 1e-12
     assert four["seconds_per_found_face"] == 24.0 / 12

@@ -164,19 +164,26 @@ def test_penalty_rule_by_hand() -> None:
         "C": (np.array(["s1"]), np.array([4.0])),                         # failed s2, s5
     }
     failed = ["s4", "s2", "s5"]  # s5: nobody scored it
-    # lower is better: worst per sample s1=4, s2=2, s3=3, s4=6; s5 -> worst of the table, 6
+    # lower is better: worst per sample s1=4, s2=2, s3=3, s4=6; s5 -> worst of the table, 6;
+    # and never better than the failing run's own worst value (A: 3, B: 6, C: 4)
     low = penalised_scores(scored, failed, direction="lower")
     assert low["A"].score == pytest.approx((1 + 2 + 3 + 6 + 6) / 5)
-    assert low["B"].score == pytest.approx((2 + 1.5 + 3 + 6 + 6) / 5)
-    assert low["C"].score == pytest.approx((4 + 2 + 3 + 6 + 6) / 5)
+    assert low["B"].score == pytest.approx((2 + 1.5 + 6 + 6 + 6) / 5)
+    assert low["C"].score == pytest.approx((4 + 4 + 4 + 6 + 6) / 5)
     assert [(low[k].n_scored, low[k].n_total) for k in "ABC"] == [(3, 5), (3, 5), (1, 5)]
-    # higher is better: worst = smallest: s1=1, s2=1.5, s3=3, s4=6; s5 -> 1
+    # higher is better: worst = smallest: s1=1, s2=1.5, s3=3, s4=6; s5 -> 1; own worst A 1, B 1.5, C 4
     high = penalised_scores(scored, failed, direction="higher")
-    assert high["A"].score == pytest.approx((1 + 2 + 3 + 6 + 1) / 5)
-    assert high["B"].score == pytest.approx((2 + 1.5 + 3 + 6 + 1) / 5)
-    assert high["C"].score == pytest.approx((4 + 1.5 + 3 + 6 + 1) / 5)
-    # a failure never scores better than any answer given on that sample
+    assert high["A"].score == pytest.approx((1 + 2 + 3 + 1 + 1) / 5)
+    assert high["B"].score == pytest.approx((2 + 1.5 + 1.5 + 6 + 1) / 5)
+    assert high["C"].score == pytest.approx((4 + 1.5 + 3 + 4 + 1) / 5)
+    # a failure never scores better than any answer given on that sample, nor than the run's own
+    # plain mean (a floor row scoring ~0 where everyone else failed cannot make failing pay)
     assert all(low[k].score >= 1.0 for k in "ABC")
+    assert all(low[k].score >= float(scored[k][1].mean()) for k in "ABC")
+    assert all(high[k].score <= float(scored[k][1].mean()) for k in "ABC")
+    floor = penalised_scores({"oracle": (np.array(["a", "b"]), np.array([0.0, 0.0])),
+                              "m": (np.array(["a"]), np.array([5.0]))}, ["b"])
+    assert floor["m"].score == pytest.approx(5.0)  # not (5 + 0) / 2
     # nothing scored anywhere: no score, coverage still counted
     none = penalised_scores({"A": (np.array([], dtype=str), np.array([]))}, ["x", "y"])
     assert none["A"].score is None and none["A"].n_total == 2 and none["A"].coverage == 0.0

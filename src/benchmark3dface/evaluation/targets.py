@@ -40,12 +40,14 @@ def with_gt_scans(batch, stride: int = 1) -> list:
 
     out = []
     for s in as_samples(batch):
-        if s.scan_vertices is None and s.vertices is not None and s.vertices.ndim == 2:
-            lm = s.vertices[s.landmark_indices.long()] if s.landmark_indices is not None else None
-            s.scan_vertices = s.vertices[::stride].contiguous()
+        # (N, 3): one scan; (U, N, 3) (per view / per face GT meshes): one scan per unit, scored
+        # per view / per matched face by the scan protocols (metrics/scan.py)
+        if s.scan_vertices is None and s.vertices is not None and s.vertices.ndim in (2, 3):
+            lm = s.vertices[..., s.landmark_indices.long(), :] if s.landmark_indices is not None else None
+            s.scan_vertices = s.vertices[..., ::stride, :].contiguous()
             s.scan_triangles = s.triangles if stride == 1 else None
             if lm is not None:
-                s.scan_landmarks7 = lm[torch.as_tensor(NOW7_FROM_IBUG68, device=lm.device)]
-                s.meta = dict(s.meta or {}, scan_nose_tip=lm[30])
+                s.scan_landmarks7 = lm[..., torch.as_tensor(NOW7_FROM_IBUG68, device=lm.device), :]
+                s.meta = dict(s.meta or {}, scan_nose_tip=lm[..., 30, :])
         out.append(s)
     return out

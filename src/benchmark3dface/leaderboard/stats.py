@@ -25,7 +25,8 @@ K = TypeVar("K", bound=Hashable)
 #: The penalty rule in words (tables, exports and docs quote it).
 PENALTY_RULE = (
     "a failed or missing sample counts at the worst value any run of the table got on that "
-    "sample (the worst value of the table when no run scored it); equal scores rank by coverage"
+    "sample (the worst value of the table when no run scored it), and never better than the "
+    "failing run's own worst scored value; equal scores rank by coverage"
 )
 
 
@@ -63,12 +64,15 @@ def penalised_scores(
     ``failed`` (samples some run failed). A run's score is the mean over ``U`` of its own
     value where it scored the sample, else the sample's *penalty*: the worst value (max when
     lower is better, min when higher is better) that any run got on it, or the worst value
-    of all runs on all samples when no run scored it.
+    of all runs on all samples when no run scored it -- and never better than the failing run's
+    own worst scored value (when only a floor row such as the oracle scored a sample, its
+    near-zero value would otherwise make failing there pay).
 
-    So a failure never scores better than the worst answer any run gave on that sample, and a
-    run that fails where the others answered cannot outrank the same answers without the
-    failures (the scores tie; rank on coverage next). Every run is averaged over the same
-    samples, in the same order.
+    So a failure never scores better than the worst answer any run gave on that sample, nor
+    than the run's own worst answer: a run's score is never below its plain mean over the
+    samples it scored, and a run that fails where the others answered cannot outrank the same
+    answers without the failures (the scores tie at best; rank on coverage next). Every run is
+    averaged over the same samples, in the same order.
     """
     if direction not in ("lower", "higher"):
         raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
@@ -104,7 +108,10 @@ def penalised_scores(
     worst[nobody] = np.nanmax(worst) if lower else np.nanmin(worst)
     out: dict[K, CoverageScore] = {}
     for run, (ids, values) in clean.items():
+        own_worst = (values.max() if lower else values.min()) if values.size else None
         filled = worst.copy()
+        if own_worst is not None:
+            filled = np.fmax(filled, own_worst) if lower else np.fmin(filled, own_worst)
         filled[index[run]] = values
         out[run] = CoverageScore(float(filled.mean()), int(ids.shape[0]), n_total)
     return out

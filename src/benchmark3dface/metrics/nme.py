@@ -9,10 +9,12 @@ last bin); the reported "mean" is the mean of the three bin means (balanced over
 GT: ``Sample.lm68`` (pixels, the conventions' image frame) by default, or the first two
 columns of ``Sample.lm68_3d`` (``gt="lm68_3d"``, AFLW2000's ``pt3d_68``); yaw from
 ``Sample.yaw`` (radians). Predictions: ``FaceReconstruction.landmarks2d`` (68, 2) pixels.
-Multi-face images: predicted faces are matched to GT faces by centre distance (Hungarian;
-a GT face without a prediction within ``match_radius`` x its box size is a failure "face not
-detected"); faces are keyed ``"<sample_id>#<k>"``. Image sets / multi-view samples: view k is
-scored with ``Reconstruction.per_view[k]`` (same keys). Dense NME (``AFLW2000DenseNME``): the same on all GT vertices in image space.
+Units (``metrics.matching.iter_scored_faces``, the project's one matcher): multi-face images
+are scored per GT face, predicted faces matched by centre (Hungarian; a GT face without a
+prediction within ``match_radius`` x its box size is a failure "face not detected"), keyed
+``"<sample_id>#<k>"``; image sets / multi-view samples per view, view k scored with
+``Reconstruction.per_view[k]`` (the aggregated face without per-view faces), keyed
+``"<sample_id>#v<k>"``. Dense NME (``AFLW2000DenseNME``): the same on all GT vertices in image space.
 
 Failures (no reconstruction, no / bad landmarks, face not detected) are never dropped
 silently: every bin reports ``n`` scored and ``n_failed``, and ``coverage`` / ``coverage_<bin>``
@@ -36,7 +38,7 @@ from ..data.sample import Sample
 from ..contracts import FaceReconstruction, Reconstruction
 from ..geometry.camera import DENG_DISTANCE_MM, PerspectiveCamera, WeakPerspectiveCamera
 from .base import ProtocolMetric, ced_curve, pair_up
-from .matching import landmark_center, match_faces
+from .matching import landmark_center
 from .result import MetricValue
 
 YAW_BINS_DEG = ((0.0, 30.0), (30.0, 60.0), (60.0, math.inf))
@@ -139,46 +141,36 @@ def _faces_of(sample: Sample, field: str) -> tuple[Tensor | None, Tensor | None,
     return lm, yaw, centers
 
 
-def _pred_center(face: FaceReconstruction) -> Tensor:
-    if face.center is not None:
-        return torch.as_tensor(face.center, dtype=torch.float64).reshape(2)
-    if face.landmarks2d is not None and face.landmarks2d.ndim == 2:
-        return landmark_center(face.landmarks2d.to(torch.float64))
-    return torch.full((2,), math.nan, dtype=torch.float64)
-
-
 class _FaceMatching(ProtocolMetric):
-    """Pairs every GT face with a predicted face (one per single-face sample; Hungarian
-    matching on centres for multi-face images) and hands both to ``_score_face``."""
+    """Pairs every GT face with a predicted face through the project's one matcher
+    (``metrics.matching.iter_scored_faces``): a single image is one unit, view k of a set /
+    multi-view sample is ``"<id>#v<k>"`` (``Reconstruction.per_view[k]``, else the aggregated
+    face), GT face k of a multi-face image is ``"<id>#<k>"`` (matched by centre, ``MatchRule``
+    with ``match_radius``), and hands both to the protocol's scoring."""
 
     match_radius: float = 0.5
 
     def _pairs(self, reconstructions, batch, field: str):
+        from .matching import MatchRule, iter_scored_faces
+
+        rule = MatchRule("center", self.match_radius)
         for k, (rec, sample) in enumerate(pair_up(reconstructions, batch)):
             sid = sample.sample_id or (rec.sample_id if rec else f"#{k}")
-            gt, yaw, centers = _faces_of(sample, field)
-            if gt is None:
+            gt_all, _, _ = _faces_of(sample, field)
+            if gt_all is None:
                 yield sid, None, None, math.nan, f"no GT landmarks (Sample.{field})", sample, 0
                 continue
-            multi = sample.kind != "single"
-            if sample.kind in ("set", "multiview"):  # view j <-> per-view reconstruction j
-                faces = [] if rec is None or rec.per_view is None else list(rec.per_view)
-                match = [j if j < len(faces) else None for j in range(len(gt))]
-            elif sample.kind == "multiface":
-                faces = [] if rec is None else list(rec.faces)
-                pc = torch.stack([_pred_center(f) for f in faces]) if faces else torch.zeros(0, 2)
-                match = match_faces(pc, centers, self.match_radius * bbox_size(gt))
-            else:
-                faces = [] if rec is None else list(rec.faces)
-                match = [0 if faces else None] + [None] * (len(gt) - 1)
-            for j in range(len(gt)):
-                fid = f"{sid}#{j}" if multi else sid
-                yd = math.degrees(float(yaw[j]))
-                if match[j] is None:
-                    why = "face not detected" if sample.kind == "multiface" else "no reconstruction"
-                    yield fid, None, gt[j], yd, why, sample, j
+            units = iter_scored_faces(rec, sample, views=True, rule=rule, sample_id=sid)
+            for j, (uid, face, view) in enumerate(units):
+                gt, yaw, _ = _faces_of(view, field)
+                yd = math.degrees(float(yaw[0])) if yaw is not None and len(yaw) else math.nan
+                g = None if gt is None else gt[0]
+                if g is None:
+                    yield uid, None, None, yd, f"no GT landmarks (Sample.{field})", sample, j
+                elif face is None:
+                    yield uid, None, g, yd, units.missing.get(uid, "no reconstruction"), sample, j
                 else:
-                    yield fid, faces[match[j]], gt[j], yd, None, sample, j
+                    yield uid, face, g, yd, None, sample, j
 
 
 class AFLW2000NME(_FaceMatching):

@@ -2,7 +2,14 @@
 (scan-to-mesh distances after landmark Procrustes + ICP refinement), with the metrical NoW
 variant (no scale).
 
-Inputs: ``Reconstruction.face`` (the aggregated face for sets / videos) in millimetres, model
+Units: one per sample with ``Reconstruction.face`` (the aggregated face for sets / videos)
+when the sample has one scan ``(P, 3)``; with one scan per view / per face (``scan_vertices``
+``(U, P, 3)``, ``scan_landmarks7`` ``(U, 7, 3)``, ``meta["scan_nose_tip"]`` ``(U, 3)``) one unit
+per view (``"<id>#v<k>"`` scored with ``Reconstruction.per_view[k]``) or per GT face of a
+multi-face image (``"<id>#<k>"``, faces matched by centre), through the project's one matcher
+(``metrics.matching.iter_scored_faces``).
+
+Inputs: the unit's face in millimetres, model
 frame, with its 3D landmarks (``FaceReconstruction.landmarks3d`` as 68 iBUG points or NoW's
 own 7 points, or ``landmark_indices``); GT from ``Sample.scan_vertices`` (mm),
 ``Sample.scan_landmarks7`` (NoW order, mm) and, for MICC, the scan's nose tip (``nose_tips=``
@@ -31,6 +38,36 @@ from .geometry import IBUG68_NOSE_TIP, NOW7_FROM_IBUG68
 from .reference import FitOptions, micc_reference, now_reference
 from .result import Curve, MetricValue
 from .scanfit import NOW_SEARCHES, check_search, micc_fit_torch, now_fit_torch
+
+
+def scan_units(rec: Reconstruction | None, sample: Sample, sid: str
+               ) -> list[tuple[str, FaceReconstruction | None, Sample, str | None, int]]:
+    """``(unit id, face, unit sample, failure, unit index)`` per scored unit (module docstring):
+    the unit sample carries that unit's scan, scan landmarks and scan nose tip."""
+    from dataclasses import replace
+
+    from .matching import iter_scored_faces
+
+    scan = sample.scan_vertices
+    if not (isinstance(scan, Tensor) and scan.ndim == 3):
+        face = rec.face if rec is not None else None
+        return [(sid, face, sample, None if rec is not None else "no reconstruction", 0)]
+    units = iter_scored_faces(rec, sample, views=True, sample_id=sid)
+    slm = sample.scan_landmarks7
+    meta = sample.meta if isinstance(sample.meta, dict) else {}
+    nose = meta.get("scan_nose_tip")
+    out = []
+    for j, (uid, face, view) in enumerate(units):
+        if j >= len(scan):
+            out.append((uid, face, view, f"no GT scan for unit {j} ({len(scan)} scans)", j))
+            continue
+        umeta = dict(view.meta or {})
+        if isinstance(nose, Tensor) and nose.ndim == 2:
+            umeta["scan_nose_tip"] = nose[j]
+        unit = replace(view, scan_vertices=scan[j], meta=umeta,
+                       scan_landmarks7=slm[j] if isinstance(slm, Tensor) and slm.ndim == 3 else slm)
+        out.append((uid, face, unit, units.missing.get(uid) if face is None else None, j))
+    return out
 
 
 def _scan_failure(scan: Any) -> str | None:
@@ -243,14 +280,19 @@ class MICCRMSE(_ScanProtocol):
         pairs = pair_up(reconstructions, batch)
         dev = self._work_device()
         jobs: list[dict[str, Any]] = []
-        for k, (rec, sample) in enumerate(pairs):
-            sid = sample.sample_id or (rec.sample_id if rec else f"#{k}")
-            subject = subject_of(sample) or sid
-            face = rec.face if rec is not None else None
-            reason = face_failure(face) or _scan_failure(sample.scan_vertices)
+        units = []
+        for k, (rec, whole) in enumerate(pairs):
+            sid = whole.sample_id or (rec.sample_id if rec else f"#{k}")
+            for uid, face, sample, missing, j in scan_units(rec, whole, sid):
+                given = None if nose_tips is None else nose_tips[k]
+                if isinstance(given, Tensor) and given.ndim == 2 and uid != sid:
+                    given = given[j]
+                units.append((uid, face, sample, missing, given, subject_of(sample) or sid))
+        for sid, face, sample, missing, given, subject in units:
+            reason = missing or face_failure(face) or _scan_failure(sample.scan_vertices)
             nose, src = None, 2
             if reason is None:
-                nose, src = self._nose(sample, None if nose_tips is None else nose_tips[k])
+                nose, src = self._nose(sample, given)
                 if nose is None or not torch.isfinite(nose).all():
                     reason = "no scan nose tip (update(nose_tips=...) or Sample.meta['scan_nose_tip'])"
             if reason is not None:
@@ -395,10 +437,12 @@ class NoWScanToMesh(_ScanProtocol):
         pairs = pair_up(reconstructions, batch)
         dev = self._work_device()
         jobs: list[dict[str, Any]] = []
-        for k, (rec, sample) in enumerate(pairs):
-            sid = sample.sample_id or (rec.sample_id if rec else f"#{k}")
-            face = rec.face if rec is not None else None
-            reason = face_failure(face) or _scan_failure(sample.scan_vertices)
+        units = []
+        for k, (rec, whole) in enumerate(pairs):
+            sid = whole.sample_id or (rec.sample_id if rec else f"#{k}")
+            units += scan_units(rec, whole, sid)
+        for sid, face, sample, missing, _ in units:
+            reason = missing or face_failure(face) or _scan_failure(sample.scan_vertices)
             lm7 = None
             if reason is None:
                 slm = sample.scan_landmarks7
