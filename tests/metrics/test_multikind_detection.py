@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from .ddp_sync import sync_like_ddp
 from benchmark3dface.data.sample import Sample
 from benchmark3dface.methods.reconstruction import FaceReconstruction, Reconstruction
 from benchmark3dface.metrics import PROTOCOLS, FaceDetection, build_protocol
@@ -145,17 +146,7 @@ def test_failures_and_no_reconstruction():
     assert res.metrics["recall"].n == 1 and res.metrics["recall"].n_failed == 2
 
 
-def _sync_like_ddp(local, others):
-    """torchmetrics' real DDP sync path (``Metric.sync``) with a fake all_gather."""
-    states = [{k: (torch.cat(v) if isinstance(v, list) and v else (torch.zeros(0) if isinstance(v, list) else v))
-               for k, v in o.metric_state.items()} for o in others]
-    names = list(local._reductions)
-
-    def gather(tensor, group=None):
-        name = names.pop(0)
-        return [tensor] + [s[name] for s in states]
-
-    local.sync(dist_sync_fn=gather, should_sync=True, distributed_available=lambda: True)
+_sync_like_ddp = sync_like_ddp
 
 
 def test_ddp_and_duplicate_images():

@@ -13,6 +13,7 @@ import pytest
 import scipy.io as sio
 import torch
 
+from .ddp_sync import sync_like_ddp
 from benchmark3dface.data.readers import DataError
 from benchmark3dface.data.readers.aflw2000 import AFLW2000Reader
 from benchmark3dface.data.readers.micc import MICCFlorenceReader
@@ -192,17 +193,7 @@ def test_micc_rmse_per_subject_then_over_subjects():
     assert list(res.metrics)[0] == "rmse" and res.config["n_subjects"] == 4
 
 
-def _sync_like_ddp(local, others):
-    """torchmetrics' own ``Metric.sync`` with a fake all_gather returning [local, others...]."""
-    states = [{k: (torch.cat(v) if isinstance(v, list) and v else (torch.zeros(0) if isinstance(v, list) else v))
-               for k, v in o.metric_state.items()} for o in others]
-    names = list(local._reductions)
-
-    def gather(tensor, group=None):
-        name = names.pop(0)
-        return [tensor] + [s[name] for s in states]
-
-    local.sync(dist_sync_fn=gather, should_sync=True, distributed_available=lambda: True)
+_sync_like_ddp = sync_like_ddp
 
 
 def test_micc_subject_pooling_survives_ddp_sync():
