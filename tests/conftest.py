@@ -25,3 +25,61 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def shared_data():
     return shared_path
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Loader of a script under benchmarks/ as a module (``benchmark_script("facenets")``), so
+    tests can check a measuring instrument's own functions; each script is loaded once."""
+    import importlib.util
+
+    loaded: dict[str, object] = {}
+
+    def load(name: str):
+        if name not in loaded:
+            path = ROOT / "benchmarks" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(f"{name}_benchmark_script", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            loaded[name] = mod
+        return loaded[name]
+
+    return load
+
+
+@pytest.fixture
+def make_plugin_site(tmp_path):
+    """Writer of a third-party plugin "installed" in a folder of its own (put it on PYTHONPATH):
+    ``make_plugin_site("ext_pkg", {"__init__.py": source, ...}, {group: {name: "mod:Obj"}})``
+    writes the package and a dist-info with its entry points; returns the folder."""
+
+    def make(package: str, files: dict[str, str], entry_points: dict[str, dict[str, str]]) -> Path:
+        root = tmp_path / "site"
+        pkg = root / package
+        pkg.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (pkg / name).write_text(text)
+        dist = root / f"{package}-0.1.dist-info"
+        dist.mkdir(exist_ok=True)
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text("\n".join(
+            f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in eps.items())
+            for group, eps in entry_points.items()))
+        return root
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def run_b3f():
+    """``run_b3f(args, site, cwd, timeout=900, **env)``: ``python -m benchmark3dface ARGS`` in a
+    subprocess with ``site`` on PYTHONPATH and wandb off."""
+    import subprocess
+    import sys
+
+    def run(args: list[str], site: Path, cwd: Path, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
+        full = dict(os.environ, PYTHONPATH=str(site), WANDB_MODE="disabled", **env)
+        return subprocess.run([sys.executable, "-m", "benchmark3dface", *args], capture_output=True, text=True,
+                              env=full, cwd=cwd, timeout=timeout)
+
+    return run

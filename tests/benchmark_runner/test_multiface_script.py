@@ -3,20 +3,14 @@ the count parser, and the timing arithmetic (means, per-face time, T(k) / T(1)).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "multiface.py"
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("multiface_benchmark", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def script(benchmark_script):
+    return benchmark_script("multiface")
 
 
 def test_face_count_control_yields_exactly_k_faces(script):

@@ -17,11 +17,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "learnability.py"
 
 
 @pytest.fixture(scope="module")
-def lrn():
-    spec = importlib.util.spec_from_file_location("learnability_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def lrn(benchmark_script):
+    return benchmark_script("learnability")
 
 
 @pytest.fixture(scope="module")

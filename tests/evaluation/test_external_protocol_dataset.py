@@ -5,9 +5,6 @@ core edit."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -65,26 +62,18 @@ PLUGIN = textwrap.dedent('''
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    (root / "ext_b3f_eval").mkdir(parents=True)
-    (root / "ext_b3f_eval" / "__init__.py").write_text(PLUGIN)
-    dist = root / "ext_b3f_eval-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ext-b3f-eval\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[benchmark3dface.protocols]\next_vertex_count = ext_b3f_eval:VertexCount\n\n"
-        "[benchmark3dface.datasets]\next_tiny = ext_b3f_eval:tiny_spec\n")
-    return root
+def site(make_plugin_site) -> Path:
+    return make_plugin_site("ext_b3f_eval", {"__init__.py": PLUGIN}, {
+        "benchmark3dface.protocols": {"ext_vertex_count": "ext_b3f_eval:VertexCount"},
+        "benchmark3dface.datasets": {"ext_tiny": "ext_b3f_eval:tiny_spec"}})
 
 
-def _b3f(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(site), WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "benchmark3dface", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
+@pytest.fixture
+def _b3f(run_b3f):
+    return lambda args, site, cwd: run_b3f(args, site, cwd, timeout=600, OMP_NUM_THREADS="1")
 
 
-def test_external_protocol_and_dataset(site, tmp_path):
+def test_external_protocol_and_dataset(site, tmp_path, _b3f):
     out = _b3f(["protocols", "--json"], site, tmp_path)
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}

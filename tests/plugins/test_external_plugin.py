@@ -4,9 +4,6 @@ point, shows up in ``b3f methods`` and runs through ``b3f benchmark`` with no co
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -38,24 +35,17 @@ PLUGIN = textwrap.dedent('''
 
 
 @pytest.fixture
-def plugin_path(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    (root / "ext_b3f_plugin").mkdir(parents=True)
-    (root / "ext_b3f_plugin" / "__init__.py").write_text(PLUGIN)
-    dist = root / "ext_b3f_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ext-b3f-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[benchmark3dface.methods]\next_plugin = ext_b3f_plugin:ExternalMeanFace\n")
-    return root
+def plugin_path(make_plugin_site) -> Path:
+    return make_plugin_site("ext_b3f_plugin", {"__init__.py": PLUGIN},
+                            {"benchmark3dface.methods": {"ext_plugin": "ext_b3f_plugin:ExternalMeanFace"}})
 
 
-def _b3f(args: list[str], plugin_path: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(plugin_path), WANDB_MODE="disabled")
-    return subprocess.run([sys.executable, "-m", "benchmark3dface", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=900)
+@pytest.fixture
+def _b3f(run_b3f):
+    return run_b3f
 
 
-def test_external_plugin_listed(plugin_path, tmp_path):
+def test_external_plugin_listed(plugin_path, tmp_path, _b3f):
     out = _b3f(["methods", "--json"], plugin_path, tmp_path)
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
@@ -64,7 +54,7 @@ def test_external_plugin_listed(plugin_path, tmp_path):
     assert "meanface" in rows  # built-ins come through the same group
 
 
-def test_external_plugin_runs_through_benchmark(plugin_path, tmp_path):
+def test_external_plugin_runs_through_benchmark(plugin_path, tmp_path, _b3f):
     db = tmp_path / "lb.sqlite"
     out = _b3f(["benchmark", "--methods", "ext_plugin", "--test-size", "6", "--image-size", "64",
                 "--db", str(db), "--out", str(tmp_path / "out"), "--no-wandb", "--landmarks", "gt_noise"],

@@ -2,21 +2,15 @@
 the difference, timing and verification functions, the perturbed-copy geometry, and the
 section table."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "facenets.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("facenets_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(benchmark_script):
+    return benchmark_script("facenets")
 
 
 def test_max_abs_diff_is_zero_on_identical_inputs_and_the_true_max_otherwise(bench):

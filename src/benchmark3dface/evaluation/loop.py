@@ -219,9 +219,12 @@ class EvaluationModule(_lightning().LightningModule):
 
 
 def quiet_lightning() -> None:
-    """Lightning's info lines (GPU available, LOCAL_RANK ...) out of the way of the tables."""
+    """Lightning's info lines (GPU available, LOCAL_RANK ...) out of the way of the tables --
+    unless a run log already takes them (benchmark3dface.console.route_library_output)."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        lg = logging.getLogger(name)
+        if not any(isinstance(h, logging.FileHandler) for h in lg.handlers):
+            lg.setLevel(logging.WARNING)
 
 
 def run_evaluation(predictor: Any, dataset, plan: EvaluationPlan, batch_size: int = 16, num_workers: int = 0,

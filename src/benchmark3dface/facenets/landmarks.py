@@ -197,6 +197,18 @@ class _Cropper:
                 ok[i] = True
         return out, ok
 
+    def start(self, images: Tensor, boxes: Tensor | None, shape: tuple[int, ...], who: str):
+        """Common first steps of a call: checked ``(B, 3, H, W)`` images, face boxes and ``ok``,
+        the NaN-filled output ``(B, *shape)``, and the crops of the found faces (None when
+        there are none)."""
+        if isinstance(images, Tensor) and images.ndim == 3:
+            images = images[None]
+        images = _check_images(images, who)
+        boxes, ok = self.face_boxes(images, boxes)
+        out = torch.full((images.shape[0], *shape), float("nan"))
+        crops = self.crops(images, boxes, ok) if ok.any() else None
+        return out, ok, crops
+
     def crops(self, images: Tensor, boxes: Tensor, ok: Tensor) -> tuple[Tensor, Tensor]:
         """Crops (K, 3, S, S) of the found faces and their square boxes (B, 4)."""
         sq = square_box(boxes, self.box_scale)
@@ -256,14 +268,10 @@ class Landmarker68(_Cropper):
         Returns:
             ``lm68`` (B, 68, 2) pixels (NaN where no face), ``ok`` (B,) bool.
         """
-        if isinstance(images, Tensor) and images.ndim == 3:
-            images = images[None]
-        images = _check_images(images, "Landmarker68")
-        boxes, ok = self.face_boxes(images, boxes)
-        lm = torch.full((images.shape[0], 68, 2), float("nan"))
-        if not ok.any():
+        lm, ok, crops = self.start(images, boxes, (68, 2), "Landmarker68")
+        if crops is None:
             return lm, ok
-        x, sq = self.crops(images, boxes, ok)
+        x, sq = crops
         if self.method == "faceapi":
             pts = self.net(x).float().cpu() * self.crop_size
         else:
@@ -292,14 +300,10 @@ class FaceMesh468(_Cropper):
 
     @torch.no_grad()
     def __call__(self, images: Tensor, boxes: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if isinstance(images, Tensor) and images.ndim == 3:
-            images = images[None]
-        images = _check_images(images, "FaceMesh468")
-        boxes, ok = self.face_boxes(images, boxes)
-        mesh = torch.full((images.shape[0], 468, 3), float("nan"))
-        if not ok.any():
+        mesh, ok, crops = self.start(images, boxes, (468, 3), "FaceMesh468")
+        if crops is None:
             return mesh, ok
-        x, sq = self.crops(images, boxes, ok)
+        x, sq = crops
         out = self.net(x)
         idx = torch.nonzero(ok).flatten()
         good = out["face_flag"].float().cpu() >= self.min_face_score

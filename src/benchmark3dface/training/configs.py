@@ -44,6 +44,19 @@ BASE_KEY = "__base__"
 CONFIG_FLAGS = ("--config", "-c")
 
 
+def read_yaml_file(path: str | Path, what: str, hint: str = "", label: str | None = None) -> Any:
+    """A YAML file's content; a missing file or invalid YAML is one line naming the file
+    (``FileNotFoundError`` / ``ValueError``). ``what`` names the file's role in the not-found
+    message (plus ``hint``), ``label`` how the file is named in the YAML message."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p} not found{hint}")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{label or p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+
+
 def read_layer(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
     """One config file: ``(its mapping without __base__, its base files as absolute paths)``.
 
@@ -52,12 +65,7 @@ def read_layer(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
         ValueError: the file is not YAML, not a mapping, or ``__base__`` is not a path / list of paths.
     """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config {p} not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config {p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    data = read_yaml_file(p, "config", label=f"config {p}")
     if data is None:
         data = {}
     if not isinstance(data, dict):

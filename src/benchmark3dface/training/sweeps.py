@@ -38,7 +38,6 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-import yaml
 
 METHODS = ("grid", "random", "bayes")
 #: wandb distributions the optuna backend maps (wandb's own names and semantics)
@@ -147,13 +146,10 @@ def validate_sweep_config(config: dict[str, Any], where: str = "sweep config") -
 
 def load_sweep_config(path: str | Path) -> dict[str, Any]:
     """Read and validate a sweep YAML file."""
+    from .configs import read_yaml_file
+
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"sweep config {p} not found (see experiments/sweeps/)")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    data = read_yaml_file(p, "sweep config", hint=" (see experiments/sweeps/)")
     return validate_sweep_config(data, where=str(p))
 
 
