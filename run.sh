@@ -86,7 +86,8 @@ case "$cmd" in
   test)
     setup test
     # 2 worker processes with 1 torch thread each suit the 2-core CI machine
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1} \
+      OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
     exec "$VENV/bin/python" -m pytest -n "${B3F_TEST_WORKERS:-2}" "$@" ;;
   *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

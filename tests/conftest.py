@@ -83,3 +83,57 @@ def run_b3f():
                               env=full, cwd=cwd, timeout=timeout)
 
     return run
+
+
+# ---------------------------------------------------------------- the tiny analytic face model
+#: clean, near-frontal synthetic samples for the method tests
+EASY_SYNTH = {"yaw_max": 30.0, "occlusion_prob": 0.0, "blur_prob": 0.0, "jpeg_prob": 0.0}
+
+
+@pytest.fixture(scope="session")
+def tiny_fm():
+    """The tiny analytic face model (benchmark3dface.data.synthetic.testing)."""
+    from benchmark3dface.data.synthetic.testing import tiny_facemodel
+
+    return tiny_facemodel()
+
+
+@pytest.fixture
+def tiny_source(monkeypatch, tiny_fm):
+    """Methods built with ``facemodel="tiny"`` get :func:`tiny_fm` (the source name is patched
+    into the method base class's model loader); a method test folder makes it autouse."""
+    import benchmark3dface.methods.base as base
+
+    real = base.load_facemodel
+
+    def load(source="procedural", path=None, **kw):
+        return tiny_fm if source == "tiny" else real(source, path, **kw)
+
+    monkeypatch.setattr(base, "load_facemodel", load)
+
+
+@pytest.fixture(scope="session")
+def tiny_batch(tiny_fm):
+    """``tiny_batch(mode, n, size, **options)``: a collated batch of the first ``n`` training
+    samples of the tiny model (``EASY_SYNTH`` options unless overridden)."""
+    from benchmark3dface.data.collate import collate_samples
+    from benchmark3dface.data.synthetic.dataset import SyntheticFaceDataset
+
+    def make(mode: str, n: int, size: int, dataset_size: int | None = None, **options):
+        ds = SyntheticFaceDataset({"mode": mode, "image_size": size, **EASY_SYNTH, **options}, split="train",
+                                  size=dataset_size or n, facemodel=tiny_fm)
+        return collate_samples([ds[i] for i in range(n)])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def single_batch(tiny_batch):
+    """4 single images of the tiny model at 64 px (a folder may override it)."""
+    return tiny_batch("single", 4, 64, dataset_size=8)
+
+
+@pytest.fixture(scope="session")
+def set_batch(tiny_batch):
+    """2 sets of 3 images of the tiny model at 64 px."""
+    return tiny_batch("set", 2, 64, dataset_size=4, set_size=3)

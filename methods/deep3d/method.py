@@ -120,7 +120,7 @@ class Deep3D(PerceptualMixin, ReconstructionMethod):
 
     spec = MethodSpec(
         name="deep3d", input_kind="single", requires=("lm68",), outputs=("mesh", "landmarks2d", "albedo"),
-        configs=CONFIGS,
+        configs=CONFIGS, eval_kinds=("single", "single_weak"),  # single_weak: the depth board (mesh rendered)
         description="Deng'19 R-Net: ResNet -> 3DMM coefficients, weakly supervised hybrid loss",
         paper="Deng et al., Accurate 3D Face Reconstruction with Weakly-Supervised Learning, CVPRW 2019")
 

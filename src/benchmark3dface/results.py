@@ -14,7 +14,11 @@ A ``ProtocolResult`` holds:
   prediction, missing ground truth ...); failures are counted in ``MetricValue.n_failed`` and
   never silently dropped;
 - ``curves``: named curves (CED: fraction of samples with error <= x);
-- ``config``: the protocol options that produced the numbers (crop radius, ICP settings ...).
+- ``config``: the protocol options that produced the numbers (crop radius, ICP settings ...);
+- ``sample_yaw``: ``sample_id -> |yaw|`` in degrees of every scored unit (failures included)
+  whose ground-truth yaw the evaluation knew (the sample, view or face's own yaw; a set scored
+  as a whole: the mean |yaw| of its views), written by the evaluation loop from ground truth
+  (methods never see it) for the per-yaw-bin boards (:data:`YAW_BINS_DEG`).
 
 Everything is plain Python (floats, strings, lists) so ``to_dict`` is JSON-safe. The one CED
 computation (:func:`ced_fractions`) lives here too: protocols build their ``Curve``s with it and
@@ -78,6 +82,29 @@ class MetricValue:
             raise ValueError(f"MetricValue.direction must be 'lower', 'higher' or None, got {self.direction!r}")
 
 
+#: The |yaw| bins (degrees) every board is broken down by: [0, 30], (30, 60], > 60 (3DDFA's
+#: AFLW2000-3D bins, the last one open like 3DDFA's code, so a |yaw| beyond 90 counts there).
+YAW_BINS_DEG: tuple[tuple[float, float], ...] = ((0.0, 30.0), (30.0, 60.0), (60.0, math.inf))
+
+
+def yaw_bin_index(abs_yaw_deg: float | None) -> int | None:
+    """0, 1, 2 for |yaw| in [0, 30], (30, 60], > 60 degrees (:data:`YAW_BINS_DEG`); None when
+    the yaw is unknown (None or NaN)."""
+    if abs_yaw_deg is None or not math.isfinite(float(abs_yaw_deg)):
+        return None
+    a = abs(float(abs_yaw_deg))
+    for k, (lo, hi) in enumerate(YAW_BINS_DEG):
+        if (a >= lo if k == 0 else a > lo) and a <= hi:
+            return k
+    return None
+
+
+def yaw_bin_label(k: int) -> str:
+    """``"0-30"``, ``"30-60"``, ``"60-90"`` (the last bin also holds the rare |yaw| > 90)."""
+    lo, hi = YAW_BINS_DEG[k]
+    return f"{lo:g}-{90 if math.isinf(hi) else hi:g}"
+
+
 @dataclass
 class Curve:
     """A curve such as a cumulative error distribution: ``y[i]`` = fraction of samples with
@@ -120,6 +147,7 @@ class ProtocolResult:
     failures: dict[str, str] = field(default_factory=dict)
     curves: dict[str, Curve] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    sample_yaw: dict[str, float] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -147,6 +175,7 @@ class ProtocolResult:
             failures=dict(d.get("failures", {})),
             curves={k: Curve(**v) for k, v in d.get("curves", {}).items()},
             config=dict(d.get("config", {})),
+            sample_yaw={str(k): float(v) for k, v in (d.get("sample_yaw") or {}).items()},
         )
 
     def summary(self) -> str:

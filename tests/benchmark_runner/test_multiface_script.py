@@ -36,3 +36,34 @@ def test_timing_arithmetic(script):
     assert four["seconds_mean"] == 8.0 and four["seconds_median"] == 8.0
     assert four["ratio"] == 4.0 and four["found_per_image"] == 4.0 and abs(four["gt_per_image"] - 11 / 3) < 1e-12
     assert four["seconds_per_found_face"] == 24.0 / 12
+
+
+def test_time_images_measures_each_image_and_counts_faces(script):
+    import time
+
+    class Slow:  # a stub whose time grows with the face count, as detect-then-regress's does
+        def reconstruct(self, batch):
+            from benchmark3dface.methods import Reconstruction
+
+            time.sleep(0.02 * batch)
+            return [Reconstruction("x", [object()] * batch)]
+
+    times, found = script.time_images(Slow(), [1, 3], lambda b: b[0])
+    assert found == [1, 3]
+    assert 0.02 <= times[0] < 0.05 and 0.06 <= times[1] < 0.1
+
+
+def test_wm3dr_oracle_maps_decode_exactly_the_gt_faces(script):
+    from b3f_methods.wm3dr import WM3DR
+
+    from benchmark3dface.data.datamodules import SampleCollate
+
+    model = WM3DR(backbone="resnet18", width=16).eval()
+    oracle = script.OracleMaps(model)
+    for s in script.multiface_images(3, 1, 128):
+        oracle.sample = s
+        rec = model.reconstruct(SampleCollate(fill_missing=True)([s]))[0]
+        assert len(rec.faces) == 3
+        got = sorted(tuple(round(float(v), 2) for v in f.center) for f in rec.faces)
+        want = sorted(tuple(round(float(v), 2) for v in c) for c in s.centers)
+        assert got == want

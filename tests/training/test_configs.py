@@ -21,7 +21,8 @@ from cli_helpers import flatten, print_config, run_b3f  # noqa: E402
 
 ROOT = HERE.parents[1]
 LIGHTNING_CONFIGS = sorted(p for p in [*ROOT.glob("experiments/*/*.yaml"), *ROOT.glob("methods/*/configs/*.yaml")]
-                           if p.name != "benchmark.yaml" and p.parent.name != "sweeps")
+                           # sweeps and zoo recipes wrap a config in keys of their own (tests/zoo)
+                           if p.name != "benchmark.yaml" and p.parent.name not in ("sweeps", "zoo"))
 ABLATIONS = sorted(ROOT.glob("experiments/quick/deep3d_ablation_*.yaml"))
 #: what an ablation file name says: the image-level loss terms it keeps
 NAME_TERMS = {"photo": "photo", "lm": "landmark", "per": "perceptual"}

@@ -9,6 +9,10 @@ triplets, the baselines also on the weak-perspective ``single_weak`` set) with t
 protocols, and store one leaderboard run per (test set, protocol): each test set is its own
 leaderboard dataset (``profile.dataset_name(key)``). Training annotations (``requires``) are
 checked against the training data, never against the test sets.
+
+Every model-zoo entry (``zoo/<name>.pt`` + manifest, docs/zoo.md) of a selected method is
+evaluated too, as its own row ``<name>@zoo`` (no training; the weights checked against the
+manifest's sha256 and loaded with ``weights_only=True``) on the same test sets.
 """
 
 from __future__ import annotations
@@ -91,12 +95,14 @@ class BenchmarkRunner:
         accelerator / devices: passed to the Lightning Trainer.
         variants: method name -> (config file, leaderboard name): run that method with another
             config (e.g. a loss ablation) and record its runs under the given name.
+        zoo_dir: model-zoo directory whose entries become ``<name>@zoo`` rows (default:
+            ``$B3F_ZOO_DIR``, ./zoo, the repository's zoo/; ``False``: none).
     """
 
     def __init__(self, profile: BenchmarkProfile, store, out_dir: str | Path, force: bool = False,
                  max_train_steps: int | None = None, accelerator: str = "auto", devices: Any = 1,
                  progress: bool = True, use_wandb: bool = True,
-                 variants: dict[str, tuple[str | Path, str]] | None = None):
+                 variants: dict[str, tuple[str | Path, str]] | None = None, zoo_dir: Any = None):
         self.profile = profile
         self.store = store
         self.out_dir = Path(out_dir)
@@ -111,6 +117,7 @@ class BenchmarkRunner:
         self._checkpoints: dict[str, Path] = {}
         self._landmark_sources: dict[str, Any] = {}
         self._gallery_ids: dict[str, list[str]] = {}
+        self.zoo_dir = zoo_dir
 
     # ------------------------------------------------------------------ public
     def plan(self, methods: list[str] | None = None) -> list[str]:
@@ -136,6 +143,10 @@ class BenchmarkRunner:
                 keys = []
             rows.append(f"{n} [{' '.join(keys) or 'no test set'}]")
             rows += [f"{n}{ROW_SUFFIX.get(_source_name(v), '')}" for v in self.profile.input_variants.get(n, [])]
+        try:
+            rows += [f"{e.row_name} (zoo checkpoint, {e.manifest.get('steps')} steps)" for e in self.zoo_entries(names)]
+        except Exception as exc:  # reported by run()
+            rows.append(f"zoo: {exc}")
         lines.append(f"methods ({len(rows)} rows): {', '.join(rows)}")
         return lines
 
@@ -165,7 +176,71 @@ class BenchmarkRunner:
                     outcomes.append(self.run_method(cls, landmarks=landmarks, key=key))
                 except Exception as exc:  # one broken method never stops the board
                     outcomes.append(self._failed(label, self.profile.dataset_name(key), exc))
+        outcomes += self.run_zoo(names)
         return outcomes
+
+    # ------------------------------------------------------------------ model zoo
+    def zoo_entries(self, methods: list[str] | None = None) -> list[Any]:
+        """The zoo entries whose method is among ``methods`` (all when None)."""
+        if self.zoo_dir is False:
+            return []
+        from ..zoo import zoo_entries
+
+        return [e for e in zoo_entries(self.zoo_dir) if methods is None or e.method in methods]
+
+    def run_zoo(self, methods: list[str] | None = None) -> list[MethodOutcome]:
+        """Evaluate every zoo entry of the selected methods as its own row ``<name>@zoo`` on the
+        test sets its method is evaluated on; a broken entry is a failed row."""
+        outcomes = []
+        try:
+            entries = self.zoo_entries(methods)
+        except Exception as exc:  # an unreadable manifest: one failed row, the board goes on
+            return [self._failed("zoo", "", exc)]
+        installed = getattr(self, "_installed", None) or installed_methods()
+        for entry in entries:
+            try:
+                cls = installed[entry.method].load()
+                keys = self.test_keys(cls.spec)
+            except Exception as exc:
+                outcomes.append(self._failed(entry.row_name, "", exc))
+                continue
+            for key in keys:
+                try:
+                    outcomes.append(self.run_zoo_entry(entry, cls, key))
+                except Exception as exc:
+                    outcomes.append(self._failed(entry.row_name, self.profile.dataset_name(key), exc))
+        return outcomes
+
+    def run_zoo_entry(self, entry: Any, cls: Any, key: str) -> MethodOutcome:
+        """Evaluate one zoo entry on test set ``key`` and record one run per protocol."""
+        from ..leaderboard.records import RunInfo
+        from ..zoo import load_entry_model
+
+        spec, name = cls.spec, entry.row_name
+        dataset = self.profile.dataset_name(key)
+        m = entry.manifest
+        run_config = {"method": name, "plugin": spec.name, "version": spec.version, "profile": self.profile.name,
+                      "inputs": self.inputs_record(spec),
+                      "zoo": {"sha256": m.get("sha256"), "file": m.get("file"), "steps": m.get("steps"),
+                              "recipe_sha256": (m.get("recipe") or {}).get("sha256")},
+                      "test": self.profile.test_config(key), "protocols": self.profile.protocol_specs(key)}
+        protocols = run_config["protocols"]
+        infos = {p: RunInfo(method=name, dataset=dataset, protocol=p, split="test", config=run_config,
+                            seed=self.profile.seed, method_version=spec.version, git_commit=git_commit(),
+                            hardware=hardware(), checkpoint=str(entry.weights_path)) for p in protocols}
+        if not self.force and infos and all(self.store.find_finished(i) for i in infos.values()):
+            return MethodOutcome(name, "skipped", "finished runs in the store (use --force to re-run)", dataset=dataset)
+        model = load_entry_model(entry)
+        t1 = time.perf_counter()
+        if self.progress:
+            print(f"  {name}: evaluating the zoo checkpoint on {dataset} ({', '.join(protocols)}) ...", flush=True)
+        run_dir = self.out_dir / name / str(m.get("sha256", ""))[:12]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        results, n = self.evaluate(model, key, protocols, spec=spec, name=name, gallery=run_dir / "gallery.pt")
+        for p, info in infos.items():
+            self.store.record_run(info, results[p], on_duplicate="replace")
+        return MethodOutcome(name, "done", f"zoo checkpoint {entry.weights_path.name} ({m.get('steps')} steps)", 0.0,
+                             (time.perf_counter() - t1) / max(n, 1), results, dataset=dataset)
 
     def _failed(self, label: str, dataset: str, exc: Exception) -> MethodOutcome:
         where = self.out_dir / label

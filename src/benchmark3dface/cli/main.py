@@ -30,6 +30,7 @@ COMMANDS = {
     "datasets": "benchmark3dface.cli.datasets",
     "sweep": "benchmark3dface.cli.sweep",
     "weights": "benchmark3dface.weights.cli",
+    "zoo": "benchmark3dface.cli.zoo",
 }
 
 #: handled by LightningCLI (cli/lightning.py): b3f fit|validate|test|predict --config FILE ...
@@ -49,6 +50,7 @@ HELP = {
     "datasets": "list benchmark datasets and what each provides",
     "sweep": "run a wandb sweep YAML offline with Optuna (or with wandb)",
     "weights": "fetch, list and inspect pretrained face-network weights",
+    "zoo": "train, list and verify reference checkpoints (the model zoo)",
 }
 
 

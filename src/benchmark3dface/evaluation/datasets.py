@@ -158,6 +158,10 @@ register_dataset(DatasetSpec(
     name="image_folder", kind="single", provides=(), protocols=(), build=_reader_builder("image_folder"),
     splits=("all",), default_split="all",
     description="a folder of photos without ground truth (reconstruct only; no protocol applies)"))
+register_dataset(DatasetSpec(
+    name="frgc", kind="single", provides=("depth", "scan_vertices", "lm68", "lm5"), protocols=("depth",),
+    build=_reader_builder("frgc"), splits=("all",), default_split="all",
+    description="FRGC-style .abs range images (+ texture, landmarks): depth error (datasets/frgc.md)"))
 
 
 def kind_of(spec: DatasetSpec, root: str) -> str:

@@ -13,7 +13,9 @@ Per batch:
 3. the method's ``reconstruct`` gets an :class:`~.inputs.InputView` (declared inputs only);
    a method error on a batch turns that batch's samples into counted failures (the run goes on;
    the message is kept), except reading ground truth, which stops the run;
-4. protocols get the reconstructions and the full sample (plus derived targets).
+4. protocols get the reconstructions and the full sample (plus derived targets); beside them
+   the evaluation records each unit's ground-truth |yaw| (evaluation/yaw.py; methods never see
+   it), stored with every protocol result for the per-yaw-bin boards.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..data.sample import Sample
 from ..contracts import FaceReconstruction, Reconstruction
 from .inputs import GroundTruthAccessError, input_view
 from .landmarks import LandmarkSource
+from .yaw import YAW_KEY
 
 log = logging.getLogger("benchmark3dface.evaluation")
 
@@ -203,19 +206,29 @@ class EvaluationModule(_lightning().LightningModule):
         self.metrics: dict[str, Any] = {}
         self.results: dict[str, Any] = {}
         self.n_seen = 0
+        self.yaw_recorder: Any = None
 
     def on_test_start(self) -> None:
+        from .yaw import GtYawRecorder
+
         self.metrics = {k: m.to(self.device) for k, m in self.plan.build_metrics().items()}
+        # the GT |yaw| of every unit, for the per-yaw-bin boards (evaluation/yaw.py)
+        self.yaw_recorder = GtYawRecorder().to(self.device)
         self.n_seen = 0
         if isinstance(self.predictor, torch.nn.Module):
             self.predictor.eval()
 
     def test_step(self, batch: Sample, batch_idx: int) -> None:
         with torch.no_grad():
-            self.n_seen += evaluate_batch(self.predictor.reconstruct, batch, self.plan, self.metrics)
+            metrics = self.metrics if self.yaw_recorder is None else {**self.metrics, YAW_KEY: self.yaw_recorder}
+            self.n_seen += evaluate_batch(self.predictor.reconstruct, batch, self.plan, metrics)
 
     def on_test_epoch_end(self) -> None:
+        from .yaw import attach_sample_yaw
+
         self.results = {name: m.compute() for name, m in self.metrics.items()}
+        if self.yaw_recorder is not None:
+            attach_sample_yaw(self.results, self.yaw_recorder.yaws())
 
 
 def quiet_lightning() -> None:

@@ -7,8 +7,8 @@ it stand-alone.
 ::
 
     b3f leaderboard [--db URL|PATH] [--dataset D] [--split S] [--protocol P] [--method M ...]
-                    [--metric NAME] [--all-runs] [--export md|csv|json|html --out PATH]
-                    [--gallery DIR]
+                    [--metric NAME] [--all-runs] [--by yaw]
+                    [--export md|csv|json|html --out PATH] [--gallery DIR]
     b3f leaderboard compare A B [--dataset D] [--split S] [--protocol P] [--metric NAME]
                     [--alpha 0.05] [--json]
 
@@ -37,6 +37,7 @@ from .report import build_report
 from .stats import PairedComparison
 from .store import ENV_VAR, ResultsStore, StoreError
 from .table import build_tables, format_value, render
+from .yawbins import YAW_CSV_COLUMNS, render_yaw_tables, yaw_bin_tables, yaw_csv_rows, yaw_markdown
 
 EXPORT_FORMATS = ("md", "csv", "json", "html")
 
@@ -67,6 +68,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="only this method (repeatable)")
     p.add_argument("--all-runs", action="store_true",
                    help="show every finished run, not only the best run per method")
+    p.add_argument("--by", choices=("yaw",), default=None,
+                   help="yaw: also show each table per ground-truth |yaw| bin (0-30 / 30-60 / 60-90 "
+                        "degrees; failures keep their penalty in their bin); with --export csv the "
+                        "per-bin rows instead of the tables (md, json and html always hold them)")
     p.add_argument("--export", choices=EXPORT_FORMATS, default=None,
                    help="write the leaderboard as md, csv, json or a self-contained html report")
     p.add_argument("--out", default=None,
@@ -155,18 +160,34 @@ def _run_table(args: argparse.Namespace, store: ResultsStore) -> int:
                "method": ",".join(args.method) if args.method else None, "metric": args.metric}
     if getattr(args, "gallery", None) and args.export != "html":
         raise ValueError("--gallery needs --export html")
+    by_yaw = getattr(args, "by", None) == "yaw"
     if args.export is None:
         if args.out:
             raise ValueError("--out needs --export md|csv|json|html")
-        render(tables, _console())
+        console = _console()
+        render(tables, console)
+        if by_yaw:
+            render_yaw_tables(yaw_bin_tables(store, tables), console)
         return 0 if tables else 1
     if args.export == "md":
-        text = to_markdown(tables)
+        yts = yaw_bin_tables(store, tables)
+        text = to_markdown(tables) + ("\n" + yaw_markdown(yts) if yts else "")
     elif args.export == "csv":
-        text = to_csv(tables)
+        if by_yaw:
+            import csv
+            import io
+
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=YAW_CSV_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(yaw_csv_rows(yaw_bin_tables(store, tables)))
+            text = buf.getvalue()
+        else:
+            text = to_csv(tables)
     elif args.export == "json":
         text = to_json(tables, meta={"store": store.display_url, "filters": filters,
-                                      "schema_version": store.schema_version})
+                                      "schema_version": store.schema_version},
+                       yaw_tables=yaw_bin_tables(store, tables))
     else:
         if not args.out:
             raise ValueError("--export html needs --out PATH (the report is one .html file)")

@@ -158,14 +158,20 @@ def to_json(
     comparisons: Sequence[GroupComparison] | None = None,
     *,
     meta: dict[str, Any] | None = None,
+    yaw_tables: Sequence[Any] | None = None,
 ) -> str:
-    """``{"generated_at", "meta", "tables": [...], "comparisons": [...]}`` as indented JSON
-    (missing values are null)."""
+    """``{"generated_at", "meta", "tables": [...], "yaw_bins": [...], "comparisons": [...]}`` as
+    indented JSON (missing values are null); ``yaw_bins`` (the per-yaw-bin boards of
+    :mod:`.yawbins`) only when ``yaw_tables`` is given."""
     doc: dict[str, Any] = {
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "meta": meta or {},
         "tables": tables_as_dicts(tables),
     }
+    if yaw_tables is not None:
+        from .yawbins import yaw_as_dicts
+
+        doc["yaw_bins"] = yaw_as_dicts(yaw_tables)
     if comparisons is not None:
         doc["comparisons"] = [c.as_dict() for c in comparisons]
     return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False)

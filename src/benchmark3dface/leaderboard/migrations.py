@@ -20,6 +20,9 @@ History:
 3. the protocol's declarations on each metric: ``direction`` (``lower`` / ``higher``),
    ``unit`` and ``sample_metric`` (the per-sample metric it summarises); NULL for older runs,
    whose direction the leaderboard then guesses from the metric name (and says so).
+4. ``abs_yaw_deg`` on per-sample values: the sample's ground-truth |yaw| (degrees), recorded
+   by the evaluation for the per-yaw-bin boards; NULL for older runs (their samples take the
+   yaw other runs of the same board recorded for the same sample id, else stay out of the bins).
 """
 
 from __future__ import annotations
@@ -165,11 +168,16 @@ def _upgrade_to_v3(conn: Connection) -> None:
         conn.execute(text(ddl))
 
 
+def _upgrade_to_v4(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE b3f_sample_values ADD COLUMN abs_yaw_deg FLOAT"))
+
+
 #: The migration registry: target version -> migration.
 MIGRATIONS: dict[int, Migration] = {
     1: Migration(1, "runs and metrics", _upgrade_to_v1),
     2: Migration(2, "per-sample values; run hardware, status reason and row counts", _upgrade_to_v2),
     3: Migration(3, "metric direction, unit and per-sample metric declared by the protocol", _upgrade_to_v3),
+    4: Migration(4, "ground-truth |yaw| of each per-sample value (per-yaw-bin boards)", _upgrade_to_v4),
 }
 
 assert max(MIGRATIONS) == SCHEMA_VERSION and sorted(MIGRATIONS) == list(

@@ -8,7 +8,9 @@ without importing :mod:`benchmark3dface.metrics` (its :class:`MetricValue` is th
 * :class:`RunResult` -- what came out: named metrics (value, std, n, n_failed, and the
   protocol's declared direction, unit and per-sample metric), per-sample
   values ``{metric: {sample_id: value}}`` and failure reasons, either per sample for every
-  metric ``{sample_id: reason}`` or per metric ``{metric: {sample_id: reason}}``.
+  metric ``{sample_id: reason}`` or per metric ``{metric: {sample_id: reason}}``, and the
+  ground-truth |yaw| (degrees) of each sample, ``sample_yaw`` ``{sample_id: degrees}``, for the
+  per-yaw-bin boards (kept on every per-sample row of that sample).
   :func:`coerce_result` builds one from a mapping or from any object with ``metrics`` /
   ``per_sample`` / ``failures`` attributes.
 
@@ -187,20 +189,26 @@ class RunResult:
     metrics: dict[str, MetricValue] = field(default_factory=dict)
     per_sample: dict[str, dict[str, float]] = field(default_factory=dict)
     failures: FailureMap = field(default_factory=dict)
+    #: sample id -> ground-truth |yaw| in degrees (samples without a known yaw are absent)
+    sample_yaw: dict[str, float] = field(default_factory=dict)
 
     def sample_rows(self) -> list[dict[str, Any]]:
         """Rows for ``b3f_sample_values`` (without ``run_id``): values first, then failures;
-        a failure for a (metric, sample) that also has a value is dropped (the value wins)."""
+        a failure for a (metric, sample) that also has a value is dropped (the value wins).
+        Every row carries its sample's ``abs_yaw_deg`` (None when unknown)."""
         rows: list[dict[str, Any]] = []
+        yaw = self.sample_yaw
         for metric, values in self.per_sample.items():
             rows.extend(
-                {"metric": metric, "sample_id": sid, "value": v, "failure_reason": None}
+                {"metric": metric, "sample_id": sid, "value": v, "failure_reason": None,
+                 "abs_yaw_deg": yaw.get(sid)}
                 for sid, v in values.items()
             )
         for metric, reasons in self.failures.items():
             have = self.per_sample.get(metric, {})
             rows.extend(
-                {"metric": metric, "sample_id": sid, "value": None, "failure_reason": reason}
+                {"metric": metric, "sample_id": sid, "value": None, "failure_reason": reason,
+                 "abs_yaw_deg": yaw.get(sid)}
                 for sid, reason in reasons.items()
                 if sid not in have
             )
@@ -233,11 +241,11 @@ def coerce_result(obj: Any) -> RunResult:
     if isinstance(obj, RunResult):
         return obj
     if isinstance(obj, Mapping):
-        unknown = set(obj) - {"metrics", "per_sample", "failures"}
+        unknown = set(obj) - {"metrics", "per_sample", "failures", "sample_yaw"}
         if "metrics" not in obj or unknown:
             raise ValueError(
-                "a run result mapping needs the key 'metrics' and optionally 'per_sample' and "
-                f"'failures'; got keys {sorted(obj)}"
+                "a run result mapping needs the key 'metrics' and optionally 'per_sample', "
+                f"'failures' and 'sample_yaw'; got keys {sorted(obj)}"
             )
         get = obj.get
     elif hasattr(obj, "metrics"):
@@ -288,7 +296,15 @@ def coerce_result(obj: Any) -> RunResult:
             for sid, ok in zip(ids, finite, strict=True):
                 if not ok:
                     bad.setdefault(sid, "non-finite value")
-    return RunResult(metrics=metrics, per_sample=per_sample, failures=failures)
+    raw_yaw = get("sample_yaw") or {}
+    if not isinstance(raw_yaw, Mapping):
+        raise ValueError(f"run result 'sample_yaw' must be a mapping, got {type(raw_yaw).__name__}")
+    sample_yaw: dict[str, float] = {}
+    for sid, deg in raw_yaw.items():
+        value = _finite_or_none(deg, f"sample_yaw of {sid!r}")
+        if value is not None:
+            sample_yaw[str(sid)] = abs(value)
+    return RunResult(metrics=metrics, per_sample=per_sample, failures=failures, sample_yaw=sample_yaw)
 
 
 def input_label(config: Mapping[str, Any] | None) -> str:
@@ -356,7 +372,8 @@ class SampleValues:
 
     ``ids`` (sorted, unicode array) and ``values`` (float64) hold the samples that produced a
     value; ``failures`` maps the samples that did not to their reason (failures recorded for
-    every metric included).
+    every metric included); ``yaw`` maps the samples (scored or failed) whose ground-truth
+    |yaw| was recorded to it, in degrees (empty for runs recorded before schema version 4).
     """
 
     run_id: int
@@ -364,6 +381,7 @@ class SampleValues:
     ids: np.ndarray
     values: np.ndarray
     failures: dict[str, str]
+    yaw: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_total(self) -> int:

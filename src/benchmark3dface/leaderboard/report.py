@@ -171,6 +171,11 @@ def _group_html(
     parts += [f'<p class="note ranking">{_e(note)}</p>' for note in t.notes()]
     parts.append('<p class="note">Best run per method unless all runs were asked for. Best value '
                  "per column in bold.</p>")
+    from .yawbins import yaw_bin_table, yaw_html
+
+    yt = yaw_bin_table(store, t)
+    if yt is not None:
+        parts.append(yaw_html(yt, _e))
 
     bins = yaw_bin_groups(t.metrics)
     if bins:

@@ -19,6 +19,8 @@ Four tables, all prefixed ``b3f_`` so a store can live in a shared PostgreSQL da
 ``b3f_sample_values``
     per-sample values for CED curves and paired tests: (run, metric, sample id) -> value, or
     NULL with a failure reason. ``metric = '*'`` marks a sample that failed for every metric.
+    ``abs_yaw_deg`` (version 4): the sample's ground-truth |yaw| in degrees, recorded by the
+    evaluation for the per-yaw-bin boards (NULL when unknown or recorded before version 4).
 
 The tables here are what the migrations in :mod:`.migrations` build; a test checks that a
 freshly migrated store has exactly these columns.
@@ -43,7 +45,7 @@ from sqlalchemy import (
 )
 
 #: The schema version this code reads and writes (the highest migration).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Metric name used in ``b3f_sample_values`` for a sample that failed for every metric.
 ALL_METRICS = "*"
@@ -132,6 +134,8 @@ sample_values_table = Table(
     Column("sample_id", String(500), nullable=False),
     Column("value", Float, nullable=True),
     Column("failure_reason", Text, nullable=True),
+    # added in version 4: the sample's ground-truth |yaw| (degrees), for the per-yaw-bin boards
+    Column("abs_yaw_deg", Float, nullable=True),
     UniqueConstraint("run_id", "metric", "sample_id", name="uq_b3f_sample_values_key"),
 )
 

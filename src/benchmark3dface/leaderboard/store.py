@@ -579,7 +579,8 @@ class ResultsStore:
 
         def txn(conn: Connection) -> list[Any]:
             return conn.execute(
-                select(t.c.run_id, t.c.metric, t.c.sample_id, t.c.value, t.c.failure_reason)
+                select(t.c.run_id, t.c.metric, t.c.sample_id, t.c.value, t.c.failure_reason,
+                       t.c.abs_yaw_deg)
                 .where(and_(t.c.run_id.in_(wanted), or_(t.c.metric == metric, t.c.metric == ALL_METRICS)))
             ).all()
 
@@ -670,7 +671,8 @@ def _sample_values(run_id: int, metric: str, rows: Sequence[Any]) -> SampleValue
     for r in rows:
         if r.value is None and r.sample_id not in have:
             failures.setdefault(r.sample_id, r.failure_reason or "failed")
-    return SampleValues(run_id=run_id, metric=metric, ids=ids, values=values, failures=failures)
+    yaw = {str(r.sample_id): float(r.abs_yaw_deg) for r in rows if r.abs_yaw_deg is not None}
+    return SampleValues(run_id=run_id, metric=metric, ids=ids, values=values, failures=failures, yaw=yaw)
 
 
 def open_store(db: str | os.PathLike[str] | None = None, **kwargs: Any) -> ResultsStore:

@@ -19,3 +19,26 @@ def load_weights_file(path: str | Path, what: str, how_to_get: str) -> Any:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(f"{p}: cannot be read as {what} with torch.load(weights_only=True): {exc}") from exc
+
+
+def load_submodule_from_checkpoint(module: torch.nn.Module, path: str | Path, prefix: str, what: str,
+                                   how_to_get: str, must_match: dict[str, Any] | None = None,
+                                   allow_unexpected: bool = True) -> None:
+    """Loads the ``<prefix>.*`` weights of another method's Lightning checkpoint into ``module``
+    (e.g. a stage-1 network into stage 2). ``must_match``: hyper-parameter -> this model's value;
+    a checkpoint recording a different value is refused (one line naming the file). Missing keys
+    (and unexpected ones unless ``allow_unexpected``) are refused too."""
+    p = Path(path).expanduser()
+    blob = load_weights_file(p, what, how_to_get)
+    if not isinstance(blob, dict) or "state_dict" not in blob:
+        raise ValueError(f"{p}: expected {what} (a Lightning checkpoint: a dict with 'state_dict')")
+    hp = blob.get("hyper_parameters", {}) or {}
+    for key, value in (must_match or {}).items():
+        if key in hp and hp[key] != value:
+            raise ValueError(f"{p}: {what} has {key}={hp[key]!r}, this model {value!r}")
+    head = prefix + "."
+    state = {k[len(head):]: v for k, v in blob["state_dict"].items() if k.startswith(head)}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or (unexpected and not allow_unexpected):
+        raise ValueError(f"{p}: {what} does not fit ({len(missing)} missing, {len(unexpected)} unexpected keys, "
+                         f"e.g. {(list(missing) or list(unexpected))[:3]})")

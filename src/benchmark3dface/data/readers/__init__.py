@@ -13,6 +13,8 @@ micc       :class:`MICCFlorenceReader` cooperative, indoor, outdoor
 celeba     :class:`CelebAReader`      train, val, test, all
 now        :class:`NoWReader`         val, test, all
 image_folder :class:`ImageFolderReader` all
+frgc       :class:`FRGCReader`        all (.abs range images)
+pixelface  :class:`PixelFaceReader`   train, test, all (left/front/right + scan)
 ========== ========================== =========================================
 """
 
@@ -21,16 +23,18 @@ from .annotations import IBUG68_FLIP, lm5_from_lm68, mirror_lm68, yaw_bin
 from .base import FaceDatasetReader, resize_sample
 from .celeba import CelebAReader
 from .errors import DataError, MissingFileError
+from .frgc import FRGCReader
 from .image_folder import ImageFolderReader
 from .imageio import load_image
 from .micc import MICCFlorenceReader
 from .now import NoWReader
+from .pixelface import PixelFaceReader
 from .registry import READERS, available_readers, get_reader, register_reader
 from .w300lp import W300LPReader
 
 __all__ = [
-    "AFLW2000Reader", "CelebAReader", "DataError", "FaceDatasetReader", "IBUG68_FLIP",
-    "ImageFolderReader", "MICCFlorenceReader", "MissingFileError", "NoWReader", "READERS",
+    "AFLW2000Reader", "CelebAReader", "DataError", "FRGCReader", "FaceDatasetReader", "IBUG68_FLIP",
+    "ImageFolderReader", "MICCFlorenceReader", "MissingFileError", "NoWReader", "PixelFaceReader", "READERS",
     "W300LPReader", "available_readers", "get_reader", "lm5_from_lm68", "load_image",
     "mirror_lm68", "register_reader", "resize_sample", "yaw_bin",
 ]

@@ -1,0 +1,197 @@
+"""Richardson'17 claims, paired on the same synthetic test samples (scipy.stats.wilcoxon).
+
+    python benchmarks/richardson_claims.py iterations --ckpt C.ckpt [-n 50]
+        iterate 3 / 4 vs iterate 1 of one CoarseNet checkpoint: NME (landmark error / face
+        size, %), pose error (rotation angle, degrees), true error (mm)
+    python benchmarks/richardson_claims.py feedback --ckpt A.ckpt --ckpt-b B.ckpt
+        two CoarseNet checkpoints (PNCC+normal vs PNCC-only feedback) at their last iterate
+    python benchmarks/richardson_claims.py refine --fine F.ckpt [--detail 0 2] [--coarse net|gt]
+        depth error (median-aligned, mean and p90 on the common mask: coarse, FineNet, Eq. 14
+        optimisation all valid) of CoarseNet, FineNet and the per-image optimisation
+    python benchmarks/richardson_claims.py shading [--detail 0 2]
+        how well Eq. 8's image model (GT albedo x first-order SH) fits the engine's images on
+        the GT geometry: RMS residual over the face and over the SfS (skin + nose) mask
+
+Test samples: the synthetic engine's weak-perspective grayscale `test` split at --size px,
+seed 0 (the quick benchmark's `single_weak` setting, sizes as given). Prints one line per
+comparison: means, the Wilcoxon p-value, how many samples improved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from scipy.stats import wilcoxon  # noqa: E402
+
+from benchmark3dface.data.datamodules import SyntheticDataModule  # noqa: E402
+from benchmark3dface.geometry.rotation import euler_to_matrix  # noqa: E402
+from benchmark3dface.metrics.depth import depth_errors, depth_stats  # noqa: E402
+from benchmark3dface.metrics.true_error import aligned_vertex_errors  # noqa: E402
+
+
+def test_batches(n: int, size: int, detail: float = 0.0, batch: int = 25):
+    opts = {"projection": "weak_perspective", "grayscale": True}
+    if detail > 0:
+        opts["detail_amplitude"] = float(detail)
+    dm = SyntheticDataModule(mode="single", image_size=size, train_size=0, val_size=0, test_size=n,
+                             batch_size=min(batch, n), options=opts, drop_last=False)
+    dm.setup("test")
+    return list(dm.test_dataloader())
+
+
+def iterate_errors(model, b) -> dict[str, torch.Tensor]:
+    """Per-sample errors of every iterate: (n_iter+1, B) each."""
+    size = int(b.image.shape[-1])
+    its = model.iterate(b.image)
+    gt_rot = euler_to_matrix(b.pose[:, :3].float())
+    lm = b.lm68.float()
+    face_size = (lm.amax(1) - lm.amin(1)).prod(-1).sqrt()
+    out = {"nme": [], "pose": [], "true": []}
+    for r in its:
+        geo = model.decoder.decode(r, size)
+        out["nme"].append(100 * (geo["landmarks2d"] - lm).norm(dim=-1).mean(-1) / face_size)
+        rel = geo["rotation"] @ gt_rot.transpose(1, 2)
+        cos = ((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
+        out["pose"].append(torch.rad2deg(torch.arccos(cos)))
+        out["true"].append(aligned_vertex_errors(geo["vertices"], b.vertices.float()).mean(-1).float())
+    return {k: torch.stack(v) for k, v in out.items()}
+
+
+def paired(name: str, a: torch.Tensor, b: torch.Tensor, label_a: str, label_b: str) -> None:
+    a, b = a.double().numpy(), b.double().numpy()
+    p = wilcoxon(a, b).pvalue if (a != b).any() else math.nan
+    print(f"{name:14s} {label_a} {a.mean():8.3f}  {label_b} {b.mean():8.3f}  "
+          f"(n={len(a)}, {label_b} lower on {(b < a).sum()}, Wilcoxon p={p:.2g})")
+
+
+def load(cls, ckpt: str, **kw):
+    m = cls.load_from_checkpoint(ckpt, map_location="cpu", **kw)
+    return m.eval()
+
+
+def cmd_iterations(args) -> None:
+    from b3f_methods.richardson import CoarseNet
+
+    m = load(CoarseNet, args.ckpt)
+    errs = [iterate_errors(m, b) for b in test_batches(args.n, args.size)]
+    e = {k: torch.cat([x[k] for x in errs], 1) for k in errs[0]}
+    for k, unit in (("nme", "%"), ("pose", "deg"), ("true", "mm")):
+        paired(f"{k} [{unit}]", e[k][0], e[k][1], "it0", "it1")  # the mean-face start vs one step
+        for it in (3, 4):
+            if it < e[k].shape[0]:
+                paired(f"{k} [{unit}]", e[k][1], e[k][it], "it1", f"it{it}")
+
+
+def cmd_feedback(args) -> None:
+    from b3f_methods.richardson import CoarseNet
+
+    a, b_ = load(CoarseNet, args.ckpt), load(CoarseNet, args.ckpt_b)
+    ea, eb = {}, {}
+    for b in test_batches(args.n, args.size):
+        for store, m in ((ea, a), (eb, b_)):
+            for k, v in iterate_errors(m, b).items():
+                store.setdefault(k, []).append(v[-1])
+    for k, unit in (("nme", "%"), ("pose", "deg"), ("true", "mm")):
+        paired(f"{k} [{unit}]", torch.cat(ea[k]), torch.cat(eb[k]), a.hparams.feedback, b_.hparams.feedback)
+
+
+def cmd_refine(args) -> None:
+    from b3f_methods.richardson import CoarseFine
+
+    for detail in args.detail:
+        fine = load(CoarseFine, args.fine, coarse_checkpoint=None)
+        res = {"coarse": ([], []), "finenet": ([], []), "optimize": ([], [])}
+        for b in test_batches(args.n, args.size, detail):
+            from b3f_methods.richardson.geometry import grayscale
+
+            gray = grayscale(b.image.float())
+            # the coarse estimate: CoarseNet's last iterate, or (--coarse gt, refinement in
+            # isolation) the ground-truth coefficients and pose -- a measurement aid, never a row
+            r = fine.target(b) if args.coarse == "gt" else fine.iterate(b.image)[-1]
+            fine.hparams.refine = "network"
+            zf, zc = fine.refine_depth(gray, r)
+            fine.hparams.refine = "optimize"
+            zo, _ = fine.refine_depth(gray, r)
+            for i in range(zc.shape[0]):
+                gt = b.depth[i]
+                m = gt.isfinite() & zc[i].isfinite() & zf[i].isfinite() & zo[i].isfinite()
+                for name, z in (("coarse", zc[i]), ("finenet", zf[i]), ("optimize", zo[i])):
+                    mean, p90 = depth_stats(depth_errors(z, gt, m, "median"))
+                    res[name][0].append(mean)
+                    res[name][1].append(p90)
+        print(f"-- detail_amplitude {detail} mm, {args.n} samples at {args.size} px, coarse = {args.coarse}")
+        for name in ("finenet", "optimize"):
+            for j, stat in enumerate(("mean", "p90")):
+                paired(f"depth {stat}", torch.tensor(res["coarse"][j]), torch.tensor(res[name][j]), "coarse", name)
+
+
+def cmd_shading(args) -> None:
+    """How well Eq. 8's image model fits the engine's images on the GT geometry: RMS residual
+    (grey levels, 0-255) of a per-image least-squares first-order SH light with the GT albedo
+    (luminance of the engine's albedo coefficients) on the GT depth's normals, over the whole
+    visible face and over the model's skin + nose regions (the SfS mask)."""
+    from b3f_methods.richardson import CoarseFine
+    from b3f_methods.richardson.finenet import fill_depth, normals
+    from benchmark3dface.losses.depth import erode_mask4
+    from benchmark3dface.losses.shading import sfs_loss, solve_sh_lighting
+
+    m = CoarseFine(image_size=args.size)
+    fm = m.facemodel
+    lum = torch.tensor([0.299, 0.587, 0.114])
+    k = m.k_albedo
+    for detail in args.detail:
+        res = {"face": [], "skin+nose": [], "skin+nose, coarse normals": []}
+        for b in test_batches(args.n, args.size, detail):
+            r = m.target(b)
+            alb = fm.albedo(b.coeffs[:, fm.layout.slice("tex")].float()) @ lum[:, None]
+            extra = torch.cat([m.vertex_extra.expand(len(r), -1, -1), alb], 2)
+            rend = m.decoder.render(r, args.size, extra=extra)
+            ex = rend["extra"]
+            n = normals(fill_depth(b.depth), 1.0 / rend["geo"]["scale"])
+            # the detail-free normals of the GT coefficients' mesh: how much of the image the
+            # detail (beyond the model) explains
+            n0 = normals(fill_depth(rend["depth"][:, 0]), 1.0 / rend["geo"]["scale"])
+            img = b.image[:, :1].float() * 255
+            full = erode_mask4(erode_mask4(rend["mask"][:, 0] > 0))
+            skin = full & (ex[:, k + 1] > 0.999)
+            cases = {"face": (full, n), "skin+nose": (skin, n), "skin+nose, coarse normals": (skin, n0)}
+            for name, (mk, nn) in cases.items():
+                for i in range(len(r)):
+                    a, ni, ii, mi = ex[i:i + 1, k + 2:k + 3], nn[i:i + 1], img[i:i + 1], mk[i:i + 1]
+                    light = solve_sh_lighting(ii, a, ni, mi, ridge=1e-4)
+                    res[name].append(float(sfs_loss(ii, a, ni, light, mi).sqrt()))
+        print(f"-- detail_amplitude {detail} mm, {args.n} samples at {args.size} px: RMS residual of "
+              "GT albedo x first-order SH on GT normals (grey levels)")
+        for name, v in res.items():
+            t = torch.tensor(v)
+            print(f"{name:26s} mean {t.mean():6.2f}  median {t.median():6.2f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("claim", choices=("iterations", "feedback", "refine", "shading"))
+    ap.add_argument("--ckpt", help="coarsenet checkpoint")
+    ap.add_argument("--ckpt-b", help="second coarsenet checkpoint (feedback)")
+    ap.add_argument("--fine", help="coarsefine checkpoint (refine)")
+    ap.add_argument("-n", type=int, default=50)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--detail", type=float, nargs="+", default=[0.0, 2.0])
+    ap.add_argument("--coarse", choices=("net", "gt"), default="net",
+                    help="refine: start from CoarseNet (net) or from the GT coefficients and pose (gt)")
+    args = ap.parse_args(argv)
+    t = time.time()
+    {"iterations": cmd_iterations, "feedback": cmd_feedback, "refine": cmd_refine,
+     "shading": cmd_shading}[args.claim](args)
+    print(f"({time.time() - t:.0f} s, torch threads {torch.get_num_threads()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
