@@ -35,7 +35,7 @@ from benchmark3dface.render.rasterize import rasterize
 from benchmark3dface.render.shading import render_rgb
 
 from .landmarks101 import ALIGN7, landmarks101
-from .networks import FUSIONS, CoefficientHeads, RedNet
+from .networks import FUSIONS, CoefficientHeads, RedNet, batch_to_group_norm
 from .parse_input import NUM_CLASSES, one_hot_parse, parse_from_lm68
 
 CONFIGS = {"quick": "configs/quick.yaml", "paper": "configs/paper.yaml"}
@@ -104,6 +104,9 @@ class DFMVR(ReconstructionMethod):
         init_yaws_deg: initial per-view yaw of the pose heads (the rig's nominal view yaws).
         trans_unit_mm: translation output unit.
         lr / lr_schedule / weight_decay: Adam (paper 1e-4, cosine).
+        norm: ``batch`` (paper, public code) | ``group``: GroupNorm instead of every BatchNorm of
+            the fusion network and the regressor (the quick profile: BatchNorm's running
+            statistics made one-view inputs non-finite after a short run; networks.batch_to_group_norm).
     """
 
     spec = MethodSpec(
@@ -120,7 +123,7 @@ class DFMVR(ReconstructionMethod):
                  loss_weights: Mapping[str, Any] | None = None, single_view_prob: float = 1 / 3, views: int = 3,
                  front_view: int = 1, init_yaws_deg: Sequence[float] | None = (-30.0, 0.0, 30.0),
                  trans_unit_mm: float = 100.0, lr: float = 1e-4, lr_schedule: str = "cosine",
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, norm: str = "batch"):
         super().__init__(facemodel=facemodel, facemodel_path=facemodel_path, image_size=image_size)
         self.save_hyperparameters()
         if fusion not in FUSIONS:
@@ -129,6 +132,8 @@ class DFMVR(ReconstructionMethod):
             raise ValueError(f"dfmvr: regressor must be 'rednet' or 'resnet', got {regressor!r}")
         if lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"dfmvr: lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        if norm not in ("batch", "group"):
+            raise ValueError(f"dfmvr: norm must be 'batch' or 'group', got {norm!r}")
         if not 0 <= front_view < views:
             raise ValueError(f"dfmvr: front_view {front_view} outside [0, {views})")
         self.views = int(views)
@@ -136,6 +141,9 @@ class DFMVR(ReconstructionMethod):
         self.fusion = FUSIONS[fusion](in_ch, list(widths), fused_channels, views=self.views)
         self.regressor = RedNet(fused_channels, depth, reg_width, involution=regressor == "rednet",
                                 kernel_size=involution_kernel, group_channels=group_channels, reduction=reduction)
+        if norm == "group":
+            batch_to_group_norm(self.fusion)
+            batch_to_group_norm(self.regressor)
         lay = self.facemodel.layout
         self.heads = CoefficientHeads(self.regressor.out_channels, [(g, getattr(lay, g)) for g in SHARED_GROUPS],
                                       views=self.views, trans_unit_mm=trans_unit_mm, init_yaws_deg=init_yaws_deg)

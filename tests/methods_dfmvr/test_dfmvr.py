@@ -104,6 +104,28 @@ def test_output_split_and_gradients_reach_every_view_pose_head(triplets, tiny_fm
     assert m.heads.shared.bias.grad.abs().sum() > 0
 
 
+def test_group_norm_option_replaces_every_batchnorm_and_is_the_same_in_train_and_eval(triplets):
+    """norm="group": no BatchNorm left in the fusion network or the regressor, the group counts
+    divide the channels, and (no running statistics) a one-view input gives the same coefficients
+    in training and evaluation mode (the regressor features); with BatchNorm they differ."""
+    m = make(norm="group", single_view_prob=0.0)
+    norms = [mod for mod in m.modules() if isinstance(mod, torch.nn.GroupNorm)]
+    assert norms and not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+    assert all(n.num_channels % n.num_groups == 0 for n in norms)
+    x = torch.rand(2, 3, 3 + 10, SIZE, SIZE)
+    x[:, [0, 2]] = 0.0  # one view present, like a single image at test time
+    for model, same in ((m, True), (make(single_view_prob=0.0), False)):
+        model.train()
+        with torch.no_grad():  # the features the heads read (the heads start at zero)
+            train_out = model.regressor(model.fusion(x))
+        model.eval()
+        with torch.no_grad():
+            eval_out = model.regressor(model.fusion(x))
+        assert torch.allclose(train_out, eval_out, atol=1e-5) == same
+    with pytest.raises(ValueError, match="norm"):
+        make(norm="layer")
+
+
 def test_wrong_view_count_is_a_clear_error(triplets):
     m = make()
     bad = triplets.__class__(**{**vars(triplets), "image": triplets.image[:, :2]})
