@@ -5,21 +5,30 @@
         size, %), pose error (rotation angle, degrees), true error (mm)
     python benchmarks/richardson_claims.py feedback --ckpt A.ckpt --ckpt-b B.ckpt
         two CoarseNet checkpoints (PNCC+normal vs PNCC-only feedback) at their last iterate
-    python benchmarks/richardson_claims.py refine --fine F.ckpt [--detail 0 2] [--coarse net|gt]
+    python benchmarks/richardson_claims.py refine [--fine F.ckpt] [--detail 0 2] [--coarse net|gt]
+            [--albedo-components K] [--sfs-weights SH F SM] [--gt-albedo]
         depth error (median-aligned, mean and p90 on the common mask: coarse, FineNet, Eq. 14
-        optimisation all valid) of CoarseNet, FineNet and the per-image optimisation
+        optimisation all valid) of CoarseNet, FineNet and the per-image optimisation; without
+        --fine only the optimisation (use --coarse gt); --gt-albedo adds the optimisation with
+        the true albedo (measurement aid)
+    python benchmarks/richardson_claims.py e2e --fine A.ckpt --ckpt-b B.ckpt [--detail 2]
+        two coarsefine checkpoints (e.g. frozen vs end-to-end stage, Sec. 4.4): coarse and
+        FineNet depth errors, true error of the coarse and of the refined mesh, coarse drift
     python benchmarks/richardson_claims.py shading [--detail 0 2]
         how well Eq. 8's image model (GT albedo x first-order SH) fits the engine's images on
         the GT geometry: RMS residual over the face and over the SfS (skin + nose) mask
 
 Test samples: the synthetic engine's weak-perspective grayscale `test` split at --size px,
-seed 0 (the quick benchmark's `single_weak` setting, sizes as given). Prints one line per
+seed 0 (the quick benchmark's `single_weak` setting, sizes as given), plus the engine options of
+--options (JSON), e.g. the Lambertian image model of Eq. 8 on clean images:
+--options '{"shading": "lambertian_sh1", "occlusion_prob": 0, "noise_max": 0, "blur_prob": 0, "jpeg_prob": 0}'. Prints one line per
 comparison: means, the Wilcoxon p-value, how many samples improved.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -36,8 +45,8 @@ from benchmark3dface.metrics.depth import depth_errors, depth_stats  # noqa: E40
 from benchmark3dface.metrics.true_error import aligned_vertex_errors  # noqa: E402
 
 
-def test_batches(n: int, size: int, detail: float = 0.0, batch: int = 25):
-    opts = {"projection": "weak_perspective", "grayscale": True}
+def test_batches(n: int, size: int, detail: float = 0.0, batch: int = 25, options: dict | None = None):
+    opts = {"projection": "weak_perspective", "grayscale": True, **(options or {})}
     if detail > 0:
         opts["detail_amplitude"] = float(detail)
     dm = SyntheticDataModule(mode="single", image_size=size, train_size=0, val_size=0, test_size=n,
@@ -80,7 +89,7 @@ def cmd_iterations(args) -> None:
     from b3f_methods.richardson import CoarseNet
 
     m = load(CoarseNet, args.ckpt)
-    errs = [iterate_errors(m, b) for b in test_batches(args.n, args.size)]
+    errs = [iterate_errors(m, b) for b in test_batches(args.n, args.size, options=args.options)]
     e = {k: torch.cat([x[k] for x in errs], 1) for k in errs[0]}
     for k, unit in (("nme", "%"), ("pose", "deg"), ("true", "mm")):
         paired(f"{k} [{unit}]", e[k][0], e[k][1], "it0", "it1")  # the mean-face start vs one step
@@ -94,7 +103,7 @@ def cmd_feedback(args) -> None:
 
     a, b_ = load(CoarseNet, args.ckpt), load(CoarseNet, args.ckpt_b)
     ea, eb = {}, {}
-    for b in test_batches(args.n, args.size):
+    for b in test_batches(args.n, args.size, options=args.options):
         for store, m in ((ea, a), (eb, b_)):
             for k, v in iterate_errors(m, b).items():
                 store.setdefault(k, []).append(v[-1])
@@ -102,34 +111,112 @@ def cmd_feedback(args) -> None:
         paired(f"{k} [{unit}]", torch.cat(ea[k]), torch.cat(eb[k]), a.hparams.feedback, b_.hparams.feedback)
 
 
+def gt_albedo_problem(fine, gray: torch.Tensor, r: torch.Tensor, b):
+    """Eq. 14's set-up with the *ground-truth* albedo (luminance of the engine's clamped vertex
+    albedo) instead of the Eq. 11-12 estimate: a measurement aid (--gt-albedo), never a row."""
+    from b3f_methods.richardson.finenet import shading_problem
+
+    fm, k = fine.facemodel, fine.k_albedo
+    lum = torch.tensor([0.299, 0.587, 0.114])
+    alb = fm.albedo(b.coeffs[:, fm.layout.slice("tex")].float()).clamp(0, 1) @ lum[:, None]
+    extra = torch.cat([fine.vertex_extra.expand(len(r), -1, -1), alb], 2)
+    rend = fine.decoder.render(r, int(gray.shape[-1]), extra=extra)
+    ex = rend["extra"]
+    mask = rend["mask"] * (ex[:, k + 1:k + 2] > 0.999)
+    return shading_problem(gray, rend["depth"], mask, rend["geo"]["scale"], ex[:, k + 2:k + 3], None)
+
+
 def cmd_refine(args) -> None:
     from b3f_methods.richardson import CoarseFine
+    from b3f_methods.richardson.finenet import sfs_optimize
+    from b3f_methods.richardson.geometry import grayscale
 
+    kw = {}
+    if args.albedo_components is not None:
+        kw["albedo_components"] = args.albedo_components
+    if args.sfs_weights is not None:
+        kw["sfs_weights"] = dict(zip(("sh", "f", "sm"), args.sfs_weights))
     for detail in args.detail:
-        fine = load(CoarseFine, args.fine, coarse_checkpoint=None)
-        res = {"coarse": ([], []), "finenet": ([], []), "optimize": ([], [])}
-        for b in test_batches(args.n, args.size, detail):
-            from b3f_methods.richardson.geometry import grayscale
-
+        # without --fine: an untrained CoarseFine (CoarseNet untrained, no FineNet row), for the
+        # per-image optimisation from the GT coefficients (--coarse gt)
+        fine = (load(CoarseFine, args.fine, coarse_checkpoint=None, **kw) if args.fine
+                else CoarseFine(image_size=args.size, **kw).eval())
+        rows = (["finenet"] if args.fine else []) + ["optimize"] + (["optimize, GT albedo"] if args.gt_albedo else [])
+        res = {name: ([], []) for name in ["coarse"] + rows}
+        for b in test_batches(args.n, args.size, detail, options=args.options):
             gray = grayscale(b.image.float())
             # the coarse estimate: CoarseNet's last iterate, or (--coarse gt, refinement in
             # isolation) the ground-truth coefficients and pose -- a measurement aid, never a row
             r = fine.target(b) if args.coarse == "gt" else fine.iterate(b.image)[-1]
-            fine.hparams.refine = "network"
-            zf, zc = fine.refine_depth(gray, r)
-            fine.hparams.refine = "optimize"
-            zo, _ = fine.refine_depth(gray, r)
-            for i in range(zc.shape[0]):
+            out = {}
+            for name in rows:
+                if name == "optimize, GT albedo":
+                    z = sfs_optimize(gt_albedo_problem(fine, gray, r, b), fine.hparams.optimize_steps,
+                                     fine.hparams.optimize_lr, fine.weights)
+                    out[name] = torch.where(out["coarse"].isfinite(), z, torch.full_like(z, float("nan")))
+                    continue
+                fine.hparams.refine = "network" if name == "finenet" else "optimize"
+                out[name], out["coarse"] = fine.refine_depth(gray, r)
+            for i in range(len(r)):
                 gt = b.depth[i]
-                m = gt.isfinite() & zc[i].isfinite() & zf[i].isfinite() & zo[i].isfinite()
-                for name, z in (("coarse", zc[i]), ("finenet", zf[i]), ("optimize", zo[i])):
-                    mean, p90 = depth_stats(depth_errors(z, gt, m, "median"))
+                m = gt.isfinite()
+                for z in out.values():
+                    m = m & z[i].isfinite()
+                for name, z in out.items():
+                    mean, p90 = depth_stats(depth_errors(z[i], gt, m, "median"))
                     res[name][0].append(mean)
                     res[name][1].append(p90)
-        print(f"-- detail_amplitude {detail} mm, {args.n} samples at {args.size} px, coarse = {args.coarse}")
-        for name in ("finenet", "optimize"):
+        print(f"-- detail_amplitude {detail} mm, {args.n} samples at {args.size} px, coarse = {args.coarse}, "
+              f"albedo components {fine.k_albedo}, weights {fine.weights}, options {args.options}")
+        for name in rows:
             for j, stat in enumerate(("mean", "p90")):
                 paired(f"depth {stat}", torch.tensor(res["coarse"][j]), torch.tensor(res[name][j]), "coarse", name)
+
+
+def cmd_e2e(args) -> None:
+    """Two coarsefine checkpoints (A = --fine, e.g. the frozen stage; B = --ckpt-b, e.g. the
+    end-to-end stage) on the same images: coarse and FineNet depth errors (common mask of both),
+    the true error of the coarse mesh and of the refined mesh (``refined_vertices``), and how far
+    B's coarse mesh moved from A's."""
+    from b3f_methods.richardson import CoarseFine
+    from b3f_methods.richardson.geometry import grayscale
+
+    models = {"A": load(CoarseFine, args.fine, coarse_checkpoint=None),
+              "B": load(CoarseFine, args.ckpt_b, coarse_checkpoint=None)}
+    for detail in args.detail:
+        res: dict[str, list[float]] = {}
+        for b in test_batches(args.n, args.size, detail, options=args.options):
+            gray = grayscale(b.image.float())
+            out = {}
+            for k, m in models.items():
+                m.hparams.refine = "network"
+                r = m.iterate(b.image)[-1]
+                zf, zc = m.refine_depth(gray, r)
+                out[k] = (zc, zf, m.decoder.decode(r, args.size)["vertices"], m.refined_vertices(r, zf, zc)[0])
+            res.setdefault("drift", []).extend(((out["A"][2] - out["B"][2]) ** 2).sum(-1).mean(-1).tolist())
+            gt_v = b.vertices.float()
+            for i in range(len(gray)):
+                gt = b.depth[i]
+                m_ = gt.isfinite()
+                for zc, zf, _, _ in out.values():
+                    m_ = m_ & zc[i].isfinite() & zf[i].isfinite()
+                for k, (zc, zf, vc, vr) in out.items():
+                    for name, z in (("coarse depth", zc), ("FineNet depth", zf)):
+                        mean, p90 = depth_stats(depth_errors(z[i], gt, m_, "median"))
+                        res.setdefault(f"{k} {name} mean", []).append(mean)
+                        res.setdefault(f"{k} {name} p90", []).append(p90)
+                    for name, v in (("coarse mesh", vc), ("refined mesh", vr)):
+                        err = aligned_vertex_errors(v[i:i + 1], gt_v[i:i + 1]).mean()
+                        res.setdefault(f"{k} true error {name}", []).append(float(err))
+        print(f"-- detail_amplitude {detail} mm, {args.n} samples at {args.size} px; A = {args.fine}; B = {args.ckpt_b}")
+        for q in ("coarse depth mean", "coarse depth p90", "FineNet depth mean", "FineNet depth p90",
+                  "true error coarse mesh", "true error refined mesh"):
+            paired(q, torch.tensor(res[f"A {q}"]), torch.tensor(res[f"B {q}"]), "A", "B")
+        for k in models:
+            paired(f"{k}: mesh", torch.tensor(res[f"{k} true error coarse mesh"]),
+                   torch.tensor(res[f"{k} true error refined mesh"]), "coarse", "refined")
+        d = torch.tensor(res["drift"])
+        print(f"B's coarse mesh vs A's: mean squared vertex distance {d.mean():.2f} mm^2 (RMS {d.mean().sqrt():.2f} mm)")
 
 
 def cmd_shading(args) -> None:
@@ -148,7 +235,7 @@ def cmd_shading(args) -> None:
     k = m.k_albedo
     for detail in args.detail:
         res = {"face": [], "skin+nose": [], "skin+nose, coarse normals": []}
-        for b in test_batches(args.n, args.size, detail):
+        for b in test_batches(args.n, args.size, detail, options=args.options):
             r = m.target(b)
             alb = fm.albedo(b.coeffs[:, fm.layout.slice("tex")].float()) @ lum[:, None]
             extra = torch.cat([m.vertex_extra.expand(len(r), -1, -1), alb], 2)
@@ -176,19 +263,27 @@ def cmd_shading(args) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("claim", choices=("iterations", "feedback", "refine", "shading"))
+    ap.add_argument("claim", choices=("iterations", "feedback", "refine", "shading", "e2e"))
     ap.add_argument("--ckpt", help="coarsenet checkpoint")
-    ap.add_argument("--ckpt-b", help="second coarsenet checkpoint (feedback)")
-    ap.add_argument("--fine", help="coarsefine checkpoint (refine)")
+    ap.add_argument("--ckpt-b", help="second coarsenet checkpoint (feedback) / coarsefine checkpoint B (e2e)")
+    ap.add_argument("--fine", help="coarsefine checkpoint (refine; none: an untrained one, FineNet = identity)")
     ap.add_argument("-n", type=int, default=50)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--detail", type=float, nargs="+", default=[0.0, 2.0])
     ap.add_argument("--coarse", choices=("net", "gt"), default="net",
                     help="refine: start from CoarseNet (net) or from the GT coefficients and pose (gt)")
+    ap.add_argument("--options", type=json.loads, default={},
+                    help='extra synthetic-engine options of the test images (JSON), e.g. '
+                         '\'{"shading": "lambertian_sh1", "noise_max": 0}\'')
+    ap.add_argument("--albedo-components", type=int, help="refine: Eq. 12's albedo basis size (paper 10)")
+    ap.add_argument("--sfs-weights", type=float, nargs=3, metavar=("SH", "F", "SM"),
+                    help="refine: Eq. 14's lambda_sh, lambda_f, lambda_sm (paper 1, 5e-3, 1)")
+    ap.add_argument("--gt-albedo", action="store_true",
+                    help="refine: also the optimisation with the ground-truth albedo (a measurement aid)")
     args = ap.parse_args(argv)
     t = time.time()
     {"iterations": cmd_iterations, "feedback": cmd_feedback, "refine": cmd_refine,
-     "shading": cmd_shading}[args.claim](args)
+     "shading": cmd_shading, "e2e": cmd_e2e}[args.claim](args)
     print(f"({time.time() - t:.0f} s, torch threads {torch.get_num_threads()})")
     return 0
 

@@ -107,7 +107,7 @@ class Fitting(ReconstructionMethod):
     """
 
     spec = MethodSpec(name="fitting", input_kind="single", requires=(), inputs=("image", "lm68", "lm5"),
-                      trainable=False, eval_kinds=("single", "multiview"),
+                      trainable=False, eval_kinds=("single", "multiview", "single_weak"),
                       outputs=("mesh", "landmarks2d", "albedo"),
                       description="per-image analysis-by-synthesis on Deng'19's losses (landmarks, then photometric)",
                       paper="baseline (optimisation; losses of Deng et al. 2019)")

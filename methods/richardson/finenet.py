@@ -107,22 +107,130 @@ def sfs_optimize(p: ShadingProblem, steps: int = 60, lr: float = 0.05,
     return (p.z0 + dz * p.mask).detach()
 
 
+# --------------------------------------------------------------------------- VGG-Face initialisation
+# The widely used PyTorch conversion of VGG-Face (Parkhi et al. 2015; MatConvNet "vgg_face_dag"):
+# a state dict with conv1_1.weight/bias ... conv5_3.*, fc6.*, fc7.*, fc8.*. Its input convention:
+# RGB, 0-255, minus the per-channel mean pixel below (std 1).
+VGG_FACE_MEAN_RGB = (129.186279296875, 104.76238250732422, 93.59396362304688)
+# the layers FineNet uses (VGG-16 truncated before the third pooling): name -> (out, in) channels
+VGG_FACE_LAYERS = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
+                   "conv3_1": (256, 128), "conv3_2": (256, 256), "conv3_3": (256, 256)}
+VGG_FACE_HOW_TO_GET = ("pass the PyTorch conversion of VGG-Face (vgg_face_dag.pth: a state dict with conv1_1.weight "
+                       "... conv5_3, fc6-fc8) or set vgg_weights=None to train FineNet from scratch")
+ARCHS = ("small", "vgg16")
+
+
+def vgg_face_input(gray: Tensor) -> Tensor:
+    """(B,1,H,W) grayscale in [0, 1] -> (B,3,H,W) in VGG-Face's input convention: the gray level
+    replicated to R, G and B, scaled to 0-255, minus the RGB mean pixel."""
+    mean = gray.new_tensor(VGG_FACE_MEAN_RGB)[None, :, None, None]
+    return gray.expand(-1, 3, -1, -1) * 255.0 - mean
+
+
+def read_vgg_face(path: str) -> dict[str, Tensor]:
+    """The conv1_1..conv3_3 weights and biases of a VGG-Face state dict file (other keys are
+    ignored). A missing file, one that is not a state dict of tensors, or one lacking a needed key
+    (or with a wrong shape / non-finite values) is refused with one line naming the file, the
+    first bad key and the count of bad keys."""
+    from pathlib import Path
+
+    from benchmark3dface.training.weights import load_weights_file
+
+    what = "a VGG-Face state dict"
+    p = Path(path).expanduser()
+    try:
+        blob = load_weights_file(p, what, VGG_FACE_HOW_TO_GET)
+    except ValueError as exc:  # torch's own message runs over several lines: keep its first sentence
+        import re
+
+        cause = re.sub(r"\x1b\[[0-9;]*m", "", str(exc.__cause__ or exc)).strip()
+        first = cause.splitlines()[0].split(". ")[0][:160] if cause else type(exc).__name__
+        if first.startswith("Weights only load failed"):
+            first += " (a pickled nn.Module? save its state_dict() instead)"
+        raise ValueError(f"{p}: cannot be read as {what} with torch.load(weights_only=True): {first}") from None
+    if not isinstance(blob, dict):
+        raise ValueError(f"{p}: expected {what} (a dict of tensors: conv1_1.weight, ...), got {type(blob).__name__}")
+    out: dict[str, Tensor] = {}
+    bad: list[str] = []
+    for layer, (cout, cin) in VGG_FACE_LAYERS.items():
+        for kind, shape in (("weight", (cout, cin, 3, 3)), ("bias", (cout,))):
+            key = f"{layer}.{kind}"
+            t = blob.get(key)
+            if not isinstance(t, Tensor):
+                bad.append(f"{key} ({'missing' if t is None else 'not a tensor'})")
+            elif tuple(t.shape) != shape:
+                bad.append(f"{key} (shape {tuple(t.shape)}, expected {shape})")
+            elif not t.is_floating_point() or not bool(t.isfinite().all()):
+                bad.append(f"{key} (not finite floats)")
+            else:
+                out[key] = t.detach().float()
+    if bad:
+        n = 2 * len(VGG_FACE_LAYERS)
+        none = not any(f"{layer}.{k}" in blob for layer in VGG_FACE_LAYERS for k in ("weight", "bias"))
+        seen = f"; its keys begin {[str(k) for k in list(blob)[:3]]}" if none else ""
+        raise ValueError(f"{p}: not {what}: {len(bad)} of the {n} needed conv1_1-conv3_3 keys bad, "
+                         f"first {bad[0]}{seen}")
+    return out
+
+
+def load_vgg_face(finenet: "FineNet", path: str) -> None:
+    """Copies VGG-Face's conv1_1..conv3_3 (``read_vgg_face``) into a ``FineNet(arch="vgg16")``:
+    the pretrained conv1_1 filters take the 3 VGG-convention gray channels, the 2 extra input
+    channels (normalised depth, mask) get zero weights, so at step 0 the pretrained filters see
+    exactly the input they were trained on. Sets ``finenet.init_source``."""
+    if finenet.arch != "vgg16":
+        raise ValueError(f"{path}: VGG-Face weights need FineNet(arch='vgg16'), this one is {finenet.arch!r}")
+    state = read_vgg_face(path)
+    with torch.no_grad():
+        for layer, conv in finenet.vgg_convs().items():
+            w, b = state[f"{layer}.weight"], state[f"{layer}.bias"]
+            if layer == "conv1_1":
+                conv.weight.zero_()
+                conv.weight[:, :3].copy_(w)
+            else:
+                conv.weight.copy_(w)
+            conv.bias.copy_(b)
+    finenet.init_source = f"vgg-face:{path}"
+
+
 class FineNet(nn.Module):
     """Hypercolumn refinement network (VGG-style, truncated before the third pooling as in the
     paper, which uses VGG-Face): conv stages at 1, 1/2 and 1/4 resolution; every stage's
     features are brought back to full resolution by 2x2 stride-2 up-convolutions and
     concatenated with the input (the hypercolumn), then 1x1 convs predict the depth
-    refinement (mm). Input channels: grayscale image, normalised coarse depth, coarse mask."""
+    refinement (mm). Input channels: grayscale image, normalised coarse depth, coarse mask.
 
-    def __init__(self, width: int = 16, hyper: int = 64, out_scale_mm: float = 2.0):
+    ``arch="small"`` (default): two 3x3 convs per stage, ``width``/2x/4x channels, from scratch.
+    ``arch="vgg16"``: VGG-16's own stages conv1_1-1_2 (64), conv2_1-2_2 (128), conv3_1-3_3 (256)
+    (``width`` is ignored); conv1_1 takes the gray image replicated to RGB in VGG-Face's input
+    convention (``vgg_face_input``) plus the normalised depth and the mask (5 channels); the
+    hypercolumn concatenates the same 3 normalised input channels as the small net
+    (3 + 64 + 128 + 256 = 451 channels; the paper's is 450). ``vgg_weights``: a VGG-Face state
+    dict file (implies ``arch="vgg16"``; ``load_vgg_face``), None: from scratch.
+    ``init_source`` records which: ``"scratch"`` or ``"vgg-face:<path>"``."""
+
+    def __init__(self, width: int = 16, hyper: int = 64, out_scale_mm: float = 2.0, arch: str | None = None,
+                 vgg_weights: str | None = None):
         super().__init__()
-        w = width
+        arch = arch if arch is not None else ("vgg16" if vgg_weights else "small")
+        if arch not in ARCHS:
+            raise ValueError(f"FineNet arch must be one of {ARCHS}, got {arch!r}")
+        if vgg_weights and arch != "vgg16":
+            raise ValueError(f"{vgg_weights}: VGG-Face weights need FineNet arch 'vgg16', got {arch!r}")
+        self.arch = arch
+        self.init_source = "scratch"
+        w = 64 if arch == "vgg16" else width
 
-        def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-                                 nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+        def block(cin: int, cout: int, n: int = 2) -> nn.Sequential:
+            layers: list[nn.Module] = []
+            for i in range(n):
+                layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1), nn.ReLU(inplace=True)]
+            return nn.Sequential(*layers)
 
-        self.s1, self.s2, self.s3 = block(3, w), block(w, 2 * w), block(2 * w, 4 * w)
+        if arch == "vgg16":
+            self.s1, self.s2, self.s3 = block(3 + 2, w), block(w, 2 * w), block(2 * w, 4 * w, 3)
+        else:
+            self.s1, self.s2, self.s3 = block(3, w), block(w, 2 * w), block(2 * w, 4 * w)
         self.up2 = nn.ConvTranspose2d(2 * w, 2 * w, 2, stride=2)
         self.up3 = nn.Sequential(nn.ConvTranspose2d(4 * w, 4 * w, 2, stride=2), nn.ReLU(inplace=True),
                                  nn.ConvTranspose2d(4 * w, 4 * w, 2, stride=2))
@@ -132,6 +240,15 @@ class FineNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)  # starts as the identity refinement (z = z0)
         nn.init.zeros_(self.head[-1].bias)
         self.out_scale_mm = out_scale_mm
+        if vgg_weights:
+            load_vgg_face(self, vgg_weights)
+
+    def vgg_convs(self) -> dict[str, nn.Conv2d]:
+        """VGG-16 layer name -> this net's conv (``arch="vgg16"`` only)."""
+        if self.arch != "vgg16":
+            raise ValueError(f"FineNet arch {self.arch!r} has no VGG-16 layers")
+        stages = {"1": self.s1, "2": self.s2, "3": self.s3}
+        return {name: stages[name[4]][2 * (int(name[6]) - 1)] for name in VGG_FACE_LAYERS}
 
     def forward(self, gray: Tensor, z0: Tensor, mask: Tensor) -> Tensor:
         """gray (B,1,H,W) in [0,1]; z0 (B,H,W) mm; mask (B,H,W) bool -> refined depth (B,H,W)."""
@@ -141,7 +258,10 @@ class FineNet(nn.Module):
         med = masked_median(z0, mask)
         zn = (z0 - med[:, None, None])[:, None] / 30.0 * mf
         x = F.pad(torch.cat([gray * 2 - 1, zn, mf], 1), (0, pw, 0, ph), mode="replicate")
-        f1 = self.s1(x)
+        if self.arch == "vgg16":  # conv1_1 sees the gray image in VGG-Face's convention (+ depth, mask)
+            f1 = self.s1(F.pad(torch.cat([vgg_face_input(gray), zn, mf], 1), (0, pw, 0, ph), mode="replicate"))
+        else:
+            f1 = self.s1(x)
         f2 = self.s2(F.max_pool2d(f1, 2))
         f3 = self.s3(F.max_pool2d(f2, 2))
         hc = torch.cat([x, f1, self.up2(f2), self.up3(f3)], 1)

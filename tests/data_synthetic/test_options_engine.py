@@ -1,5 +1,6 @@
 """Synthetic engine options for the seed methods' claims: per-view yaw triplets, fine detail
-beyond the model's span, label noise for semi-supervised shapes; defaults change nothing."""
+beyond the model's span, label noise for semi-supervised shapes, the Lambertian first-order
+shading model; defaults change nothing."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from benchmark3dface.geometry.rotation import euler_to_matrix
 from benchmark3dface.methods.reconstruction import FaceReconstruction
 from benchmark3dface.metrics import render_depth
 
-NEW_META = ("view_yaws_deg", "detail_amplitude_mm", "label_noise_std")
+NEW_META = ("view_yaws_deg", "detail_amplitude_mm", "label_noise_std", "shading")
 
 
 def _same(a: Sample, b: Sample, skip: tuple[str, ...] = (), meta_skip: tuple[str, ...] = ()) -> None:
@@ -48,7 +49,7 @@ def test_default_options_are_the_old_samples(make_dataset, cfg):
     """The options are off by default: explicit zeros give the very same bytes, and no new key
     appears in the samples."""
     plain = make_dataset(size=3, **cfg)
-    zero = make_dataset(size=3, detail_amplitude=0.0, label_noise_std=0.0, view_yaws=None, **cfg)
+    zero = make_dataset(size=3, detail_amplitude=0.0, label_noise_std=0.0, view_yaws=None, shading="sh2", **cfg)
     for i in range(3):
         _same(plain[i], zero[i])
         assert not set(NEW_META) & set(plain[i].meta)
@@ -198,3 +199,41 @@ def test_label_noise_on_labelled_train_shapes_only(make_dataset, tiny_model):
             _same(a[i], b[i])
     with pytest.raises(ValueError, match="label_noise_std"):
         SynthConfig(label_noise_std=-0.1)
+
+
+# ------------------------------------------------------------------------------- shading
+@pytest.mark.parametrize("cfg", [dict(mode="single", image_size=48), dict(mode="multiface", image_size=96, max_faces=3)])
+def test_lambertian_shading_changes_only_the_light_and_the_image(make_dataset, cfg):
+    sh2 = make_dataset(size=3, **cfg)
+    lam = make_dataset(size=3, shading="lambertian_sh1", **cfg)
+    lay = sh2.model.layout
+    for i in range(3):
+        a, b = sh2[i], lam[i]
+        _same(a, b, skip=("image", "coeffs"), meta_skip=("shading",))
+        assert b.meta["shading"] == "lambertian_sh1" and not torch.equal(a.image, b.image)
+        ca, cb = a.coeffs.reshape(-1, lay.size), b.coeffs.reshape(-1, lay.size)
+        sh = lay.slice("sh")
+        rest = torch.ones(lay.size, dtype=torch.bool)
+        rest[sh] = False
+        assert torch.equal(ca[:, rest], cb[:, rest])
+        ga, gb = ca[:, sh].reshape(-1, 3, 9).double(), cb[:, sh].reshape(-1, 3, 9).double()
+        # first order kept as the mean of the three channels, second order dropped, no colour
+        assert torch.allclose(gb[:, :, :4], ga[:, :, :4].mean(1, keepdim=True).expand_as(gb[:, :, :4]), atol=1e-6)
+        assert gb[:, :, 4:].abs().max() == 0 and ga[:, :, 4:].abs().max() > 0
+    with pytest.raises(ValueError, match="shading"):
+        SynthConfig(shading="phong")
+
+
+def test_test_set_identity_leaves_out_added_options_at_their_off_value():
+    """A test set's identity (its config hash) does not change when an option is added whose
+    default reproduces the old samples; it does when the option is used."""
+    from benchmark3dface.benchmark.profile import BenchmarkProfile, TestSet
+    from benchmark3dface.data.synthetic.config import ADDED_OFF
+
+    assert ADDED_OFF == {"shading": "sh2"} and SynthConfig().shading == "sh2"
+    p = BenchmarkProfile(test_sets={"single": TestSet(size=3), "single_lam": TestSet(
+        size=3, options={"shading": "lambertian_sh1"}), "single_sh2": TestSet(size=3, options={"shading": "sh2"})})
+    assert "shading" not in p.test_config("single")["engine"]
+    assert p.test_config("single_sh2")["engine"] == p.test_config("single")["engine"]
+    assert p.test_config("single_lam")["engine"]["shading"] == "lambertian_sh1"
+    assert "detail_amplitude" in p.test_config("single")["engine"]  # the rule is for the listed options only

@@ -96,11 +96,13 @@ class BenchmarkProfile:
         # the engine's resolved defaults (pose prior, ranges ...) are part of what the test set is:
         # a changed default makes new leaderboard runs instead of reusing ones made on other data
         try:
-            from ..data.synthetic.config import SynthConfig
+            from ..data.synthetic.config import ADDED_OFF, SynthConfig
 
             ts = self.test_sets[key]
             engine = SynthConfig(mode=cfg["kind"], image_size=ts.image_size, **dict(ts.options or {}))
-            cfg["engine"] = {k: v for k, v in asdict(engine).items() if isinstance(v, (str, int, float, bool, type(None), list, tuple))}
+            cfg["engine"] = {k: v for k, v in asdict(engine).items()
+                             if isinstance(v, (str, int, float, bool, type(None), list, tuple))
+                             and not (k in ADDED_OFF and v == ADDED_OFF[k])}
         except (TypeError, ValueError):  # options the engine rejects are reported when the set is built
             pass
         return cfg

@@ -13,7 +13,7 @@ multi-view triplets stack to ``(B, V, ...)``, multi-face per-face fields stay li
 ``(F_i, ...)``), plus the list of samples skipped while building the batch. ``SampleBatch``
 knows how to pin its memory, so ``pin_memory=True`` works with the custom record.
 
-Train loaders are :class:`~benchmark3dface.training.resumable.ResumableDataLoader`\ s: the
+Train loaders are :class:`~benchmark3dface.training.resumable.ResumableDataLoader`s: the
 order of epoch ``e`` depends only on ``(seed, e)``, it is sharded over DDP ranks, and the
 position is saved in checkpoints, so a resumed run (also mid-epoch) reads exactly the samples
 the interrupted one had not read yet (docs/training.md).

@@ -45,7 +45,7 @@ from . import backgrounds as bg
 from . import degrade
 from .config import SynthConfig
 from .occluders import occluder_colour, occluder_shapes, shapes_mask
-from .scene import (detail_field, draw_identities, face_size_px, identity_coefficients, multiface_layout,
+from .scene import (detail_field, draw_identities, face_size_px, identity_coefficients, first_order_achromatic, multiface_layout,
                     sample_angles, sample_expression, sample_sh)
 from .seeding import check_split, sample_rng
 
@@ -257,6 +257,8 @@ class SyntheticEngine:
         k = 1 if shared_exp_light else m
         exp = sample_expression(rng, self.layout, self.model.exp_prior, k, cfg.exp_std)
         sh = sample_sh(rng, k, cfg.ambient_range, cfg.directional_max, cfg.light_tint)
+        if cfg.shading == "lambertian_sh1":
+            sh = first_order_achromatic(sh)
         if angles is None:
             angles = sample_angles(rng, m, cfg.yaw_max, cfg.pitch_max, cfg.roll_max, cfg.pose_prior)
         if shared_exp_light:
@@ -550,13 +552,21 @@ class SyntheticEngine:
         # shading only at the vertices of the visible triangles (far fewer than N at small sizes)
         used, where = torch.unique((mesh * self.n)[:, None] + surf.vertex_index, return_inverse=True)
         colors = torch.cat(all_alb).reshape(-1, 3).index_select(0, used)
+        b = surf.bary
+        per_pixel = lay.sh == 27 and cfg.shading == "lambertian_sh1"
         if lay.sh == 27:
             normals = self._vertex_normals_at(world_all, used)
-            sh_used = torch.cat(all_sh).index_select(0, torch.div(used, self.n, rounding_mode="floor"))
-            colors = (colors * sh_irradiance(normals[:, None], sh_used)[:, 0]).clamp(0.0, 1.0)
+            if per_pixel:  # Phong: the albedo and the normal are interpolated, the light is applied per pixel
+                nrm = normals[where]
+                n_pix = unit(b[:, 0:1] * nrm[:, 0] + b[:, 1:2] * nrm[:, 1] + b[:, 2:3] * nrm[:, 2])
+                sh_pix = torch.cat(all_sh).index_select(0, mesh)
+            else:  # Gouraud: shaded at the vertices, the colours are interpolated
+                sh_used = torch.cat(all_sh).index_select(0, torch.div(used, self.n, rounding_mode="floor"))
+                colors = (colors * sh_irradiance(normals[:, None], sh_used)[:, 0]).clamp(0.0, 1.0)
         g = colors[where]  # (P, 3, 3)
-        b = surf.bary
         rgb = b[:, 0:1] * g[:, 0] + b[:, 1:2] * g[:, 1] + b[:, 2:3] * g[:, 2]
+        if per_pixel:
+            rgb = (rgb * sh_irradiance(n_pix[:, None], sh_pix)[:, 0]).clamp(0.0, 1.0)
         img = backgrounds.permute(0, 2, 3, 1).reshape(-1, 3).clone()
         img[pix] = rgb
         hw = s * s
@@ -683,6 +693,8 @@ class SyntheticEngine:
             meta["view_yaws_deg"] = [float(y) for y in cfg.view_yaws]
         if cfg.detail_amplitude > 0:
             meta["detail_amplitude_mm"] = float(cfg.detail_amplitude)
+        if cfg.shading != "sh2":
+            meta["shading"] = cfg.shading
         if labels is not faces:
             meta["label_noise_std"] = float(cfg.label_noise_std)
         sample = Sample(kind=mode, sample_id=f"synthetic/{mode}/{split}/{seed}/{index:08d}",

@@ -170,6 +170,16 @@ def sample_sh(rng: np.random.Generator, count: int, ambient_range: tuple[float, 
     return out.reshape(count, 27)
 
 
+def first_order_achromatic(sh: np.ndarray) -> np.ndarray:
+    """``(count, 27)`` SH coefficients (``sample_sh``'s layout) -> the same light without its
+    second-order terms and colour: every channel gets the channel mean of the ambient and
+    first-order terms (the irradiance ``ambient + k (d . n)``, equal in r, g and b)."""
+    g = sh.reshape(-1, 3, 9).copy()
+    g[:, :, 0:4] = g[:, :, 0:4].mean(1, keepdims=True)  # (Deng's +0.8 on the DC term is the same in every channel)
+    g[:, :, 4:9] = 0.0
+    return g.reshape(-1, 27)
+
+
 def face_size_px(lm68: np.ndarray) -> np.ndarray:
     """``sqrt(w h)`` of the 68-landmark bounding box, ``(..., 68, 2) -> (...)`` pixels."""
     wh = lm68.max(-2) - lm68.min(-2)
