@@ -4,7 +4,7 @@
         iterate 3 / 4 vs iterate 1 of one CoarseNet checkpoint: NME (landmark error / face
         size, %), pose error (rotation angle, degrees), true error (mm)
     python benchmarks/richardson_claims.py feedback --ckpt A.ckpt --ckpt-b B.ckpt
-        two CoarseNet checkpoints (PNCC+normal vs PNCC-only feedback) at their last iterate
+        two CoarseNet checkpoints (PNCC+normal vs PNCC-only feedback) at iterate 1 and their last
     python benchmarks/richardson_claims.py refine [--fine F.ckpt] [--detail 0 2] [--coarse net|gt]
             [--albedo-components K] [--sfs-weights SH F SM] [--gt-albedo]
         depth error (median-aligned, mean and p90 on the common mask: coarse, FineNet, Eq. 14
@@ -85,20 +85,43 @@ def load(cls, ckpt: str, **kw):
     return m.eval()
 
 
+def update_similarity(iterates: list[torch.Tensor], part: slice) -> list[tuple[float, float]]:
+    """How much the k-th update repeats the first: for k = 1.., the mean over samples of
+    ``|u_k| / |u_0|`` and of ``cos(u_k, u_0)`` on the ``part`` entries of ``u_k = r_{k+1} - r_k``.
+    A network whose update ignores the feedback gives ratio 1 and cosine 1; one that converges,
+    a ratio going to 0."""
+    u = [(b - a)[:, part].double() for a, b in zip(iterates[:-1], iterates[1:])]
+    n0 = u[0].norm(dim=-1).clamp_min(1e-12)
+    out = []
+    for uk in u[1:]:
+        ratio = (uk.norm(dim=-1) / n0).mean()
+        cos = torch.nn.functional.cosine_similarity(uk, u[0], dim=-1, eps=1e-12).mean()
+        out.append((float(ratio), float(cos)))
+    return out
+
+
 def cmd_iterations(args) -> None:
     from b3f_methods.richardson import CoarseNet
 
     m = load(CoarseNet, args.ckpt)
-    errs = [iterate_errors(m, b) for b in test_batches(args.n, args.size, options=args.options)]
+    batches = test_batches(args.n, args.size, options=args.options)
+    errs = [iterate_errors(m, b) for b in batches]
     e = {k: torch.cat([x[k] for x in errs], 1) for k in errs[0]}
     for k, unit in (("nme", "%"), ("pose", "deg"), ("true", "mm")):
         paired(f"{k} [{unit}]", e[k][0], e[k][1], "it0", "it1")  # the mean-face start vs one step
         for it in (3, 4):
             if it < e[k].shape[0]:
                 paired(f"{k} [{unit}]", e[k][1], e[k][it], "it1", f"it{it}")
+    its = [torch.cat(x) for x in zip(*[m.iterate(b.image) for b in batches])]
+    lay = m.decoder.layout
+    for name, part in (("pose", lay.pose_slice), ("shape", lay.shape_slice)):
+        sim = update_similarity(its, part)
+        print(f"update k vs update 0 ({name}): " + ", ".join(
+            f"k={k + 1}: |u_k|/|u_0| {r:.2f}, cos {c:.2f}" for k, (r, c) in enumerate(sim)))
 
 
 def cmd_feedback(args) -> None:
+    """Two CoarseNet checkpoints on the same images, at iterate 1 and at their last iterate."""
     from b3f_methods.richardson import CoarseNet
 
     a, b_ = load(CoarseNet, args.ckpt), load(CoarseNet, args.ckpt_b)
@@ -106,9 +129,12 @@ def cmd_feedback(args) -> None:
     for b in test_batches(args.n, args.size, options=args.options):
         for store, m in ((ea, a), (eb, b_)):
             for k, v in iterate_errors(m, b).items():
-                store.setdefault(k, []).append(v[-1])
+                store.setdefault(k, []).append(v)
+    la, lb = a.hparams.feedback, b_.hparams.feedback
     for k, unit in (("nme", "%"), ("pose", "deg"), ("true", "mm")):
-        paired(f"{k} [{unit}]", torch.cat(ea[k]), torch.cat(eb[k]), a.hparams.feedback, b_.hparams.feedback)
+        xa, xb = torch.cat(ea[k], 1), torch.cat(eb[k], 1)
+        paired(f"{k} [{unit}] it1", xa[1], xb[1], la, lb)
+        paired(f"{k} [{unit}] last", xa[-1], xb[-1], la, lb)
 
 
 def gt_albedo_problem(fine, gray: torch.Tensor, r: torch.Tensor, b):

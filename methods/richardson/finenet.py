@@ -15,7 +15,9 @@ pixel size 1 / scale mm; with them the paper's weights (1, 5e-3, 1) are used as 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 
 from benchmark3dface.losses.depth import depth_fidelity_loss, depth_smoothness_loss, erode_mask4, normals_from_depth
 from benchmark3dface.losses.shading import sfs_loss, sh1_shading, solve_albedo_linear, solve_sh_lighting
+from benchmark3dface.training.weights import load_weights_file
 
 PAPER_WEIGHTS = {"sh": 1.0, "f": 5e-3, "sm": 1.0}
 
@@ -132,17 +135,11 @@ def read_vgg_face(path: str) -> dict[str, Tensor]:
     ignored). A missing file, one that is not a state dict of tensors, or one lacking a needed key
     (or with a wrong shape / non-finite values) is refused with one line naming the file, the
     first bad key and the count of bad keys."""
-    from pathlib import Path
-
-    from benchmark3dface.training.weights import load_weights_file
-
     what = "a VGG-Face state dict"
     p = Path(path).expanduser()
     try:
         blob = load_weights_file(p, what, VGG_FACE_HOW_TO_GET)
     except ValueError as exc:  # torch's own message runs over several lines: keep its first sentence
-        import re
-
         cause = re.sub(r"\x1b\[[0-9;]*m", "", str(exc.__cause__ or exc)).strip()
         first = cause.splitlines()[0].split(". ")[0][:160] if cause else type(exc).__name__
         if first.startswith("Weights only load failed"):

@@ -69,3 +69,40 @@ def test_e2e_instrument_of_a_checkpoint_against_itself(benchmark_script, tmp_pat
     assert len(rows) == 6, out
     assert all(a == b for _, a, b in rows) and float(rows[0][1]) > 0.1, out
     assert "mean squared vertex distance 0.00 mm^2" in out
+
+
+def test_shading_instrument_is_zero_on_a_black_image_and_linear_in_the_image(benchmark_script, monkeypatch,
+                                                                           capsys):
+    """`shading`: the least-squares light makes the residual 0 for a black image and exactly
+    twice as large for an image twice as bright."""
+    import re
+
+    mod = benchmark_script("richardson_claims")
+    real = mod.test_batches
+
+    def scaled(k):
+        def batches(*a, **kw):
+            out = real(*a, **kw)
+            for b in out:
+                b.image = b.image * k
+            return out
+        return batches
+
+    got = {}
+    for k in (1.0, 2.0, 0.0):
+        monkeypatch.setattr(mod, "test_batches", scaled(k))
+        mod.main(["shading", "-n", "2", "--size", "64", "--detail", "0"])
+        got[k] = [float(x) for x in re.findall(r"^face\s+mean\s+([\d.]+)", capsys.readouterr().out, re.M)]
+    assert len(got[1.0]) == 1 and got[1.0][0] > 0.5
+    assert abs(got[2.0][0] - 2 * got[1.0][0]) < 0.02 and got[0.0][0] == 0.0
+
+
+def test_update_similarity_on_known_updates(benchmark_script):
+    mod = benchmark_script("richardson_claims")
+    r0 = torch.zeros(2, 3)
+    u0 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    # a repeated update (ratio 1, cos 1), a halved one (0.5, 1), an orthogonal one (ratio 1, cos 0)
+    its = [r0, r0 + u0, r0 + 2 * u0, r0 + 2.5 * u0, r0 + 2.5 * u0 + u0.roll(1, -1)]
+    got = mod.update_similarity(its, slice(0, 3))
+    assert [round(r, 6) for r, _ in got] == [1.0, 0.5, 1.0]
+    assert [round(c, 6) for _, c in got] == [1.0, 1.0, 0.0]
