@@ -140,16 +140,10 @@ def cmd_feedback(args) -> None:
 def gt_albedo_problem(fine, gray: torch.Tensor, r: torch.Tensor, b):
     """Eq. 14's set-up with the *ground-truth* albedo (luminance of the engine's clamped vertex
     albedo) instead of the Eq. 11-12 estimate: a measurement aid (--gt-albedo), never a row."""
-    from b3f_methods.richardson.finenet import shading_problem
-
-    fm, k = fine.facemodel, fine.k_albedo
+    fm = fine.facemodel
     lum = torch.tensor([0.299, 0.587, 0.114])
     alb = fm.albedo(b.coeffs[:, fm.layout.slice("tex")].float()).clamp(0, 1) @ lum[:, None]
-    extra = torch.cat([fine.vertex_extra.expand(len(r), -1, -1), alb], 2)
-    rend = fine.decoder.render(r, int(gray.shape[-1]), extra=extra)
-    ex = rend["extra"]
-    mask = rend["mask"] * (ex[:, k + 1:k + 2] > 0.999)
-    return shading_problem(gray, rend["depth"], mask, rend["geo"]["scale"], ex[:, k + 2:k + 3], None)
+    return fine.problem(gray, r, albedo=alb)[0]
 
 
 def cmd_refine(args) -> None:

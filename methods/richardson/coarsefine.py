@@ -134,13 +134,22 @@ class CoarseFine(CoarseNetBase):
             "coarse_checkpoint", must_match={k: self.hparams[k] for k in ("backbone", "feedback", "image_size")})
 
     # ------------------------------------------------------------------ the refinement
-    def problem(self, gray: Tensor, r: Tensor) -> tuple[ShadingProblem, Tensor]:
-        """Eq. 14's set-up at the resolution of ``gray`` and the coarse depth (B,H,W, NaN off)."""
-        rend = self.decoder.render(r, int(gray.shape[-1]), extra=self.vertex_extra)
+    def problem(self, gray: Tensor, r: Tensor, albedo: Tensor | None = None) -> tuple[ShadingProblem, Tensor]:
+        """Eq. 14's set-up at the resolution of ``gray`` and the coarse depth (B,H,W, NaN off).
+        ``albedo``: (B, N, 1) per-vertex albedo used as the known albedo instead of the Eq. 11-12
+        estimate (a measurement aid of the claims script, never used by ``reconstruct``)."""
+        extra = self.vertex_extra.expand(len(r), -1, -1)
+        if albedo is not None:
+            extra = torch.cat([extra, albedo.to(extra)], 2)
+        rend = self.decoder.render(r, int(gray.shape[-1]), extra=extra)
         ex = rend["extra"]
         k = self.k_albedo
         mask = rend["mask"] * (ex[:, k + 1:k + 2] > 0.999)
-        p = shading_problem(gray, rend["depth"], mask, rend["geo"]["scale"], ex[:, :1], ex[:, 1:k + 1, None])
+        if albedo is None:
+            mean, basis = ex[:, :1], ex[:, 1:k + 1, None]
+        else:
+            mean, basis = ex[:, k + 2:k + 3], None
+        p = shading_problem(gray, rend["depth"], mask, rend["geo"]["scale"], mean, basis)
         return p, rend["depth"][:, 0]
 
     def refine_depth(self, gray: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
@@ -230,8 +239,8 @@ class CoarseFine(CoarseNetBase):
             r = torch.zeros(gray.shape[0], self.decoder.layout.size, device=gray.device)
             with torch.no_grad():
                 for _ in range(int(self.hparams.iterations) - 1):
-                    r = r + net(self.feedback_input(gray, r)) * self.out_scale
-            r = r + net(self.feedback_input(gray, r)) * self.out_scale
+                    r = r + self.update(gray, r, net)
+            r = r + self.update(gray, r, net)
         finally:
             net.train(was)
         return r
@@ -272,11 +281,7 @@ class CoarseFine(CoarseNetBase):
             terms["sfs"] = terms["total"]
             terms["coarse_fid"] = self.coarse_fidelity_loss(r, r_orig, size)
             terms["total"] = terms["sfs"] + float(self.hparams.coarse_fidelity) * terms["coarse_fid"]
-        if not torch.isfinite(terms["total"]):
-            raise FloatingPointError(f"coarsefine: non-finite loss at step {self.global_step}")
-        for name, v in terms.items():
-            self.log(f"train/{name}", v.detach(), prog_bar=name == "total", batch_size=z.shape[0])
-        return terms["total"]
+        return self.log_terms(terms, z.shape[0])
 
     def validation_step(self, batch: Sample, batch_idx: int) -> None:
         pass

@@ -82,8 +82,17 @@ class CoarseNetBase(ReconstructionMethod):
             chans.append((rend["normal"] * 0.5 + 0.5) * mask)
         return torch.cat(chans, 1) * 2.0 - 1.0
 
-    def update(self, gray: Tensor, r: Tensor) -> Tensor:
-        return self.net(self.feedback_input(gray, r)) * self.out_scale
+    def update(self, gray: Tensor, r: Tensor, net: nn.Module | None = None) -> Tensor:
+        """One update ``Δr(I, r)`` of ``net`` (default this CoarseNet)."""
+        return (self.net if net is None else net)(self.feedback_input(gray, r)) * self.out_scale
+
+    def log_terms(self, terms: dict[str, Tensor], batch_size: int) -> Tensor:
+        """Refuses a non-finite total, logs every term, returns the total."""
+        if not torch.isfinite(terms["total"]):
+            raise FloatingPointError(f"{self.spec.name}: non-finite loss at step {self.global_step}")
+        for name, v in terms.items():
+            self.log(f"train/{name}", v.detach(), prog_bar=name == "total", batch_size=batch_size)
+        return terms["total"]
 
     def network_gray(self, images: Tensor) -> Tensor:
         img = images[None] if images.dim() == 3 else images
@@ -171,11 +180,7 @@ class CoarseNetBase(ReconstructionMethod):
         r_gt_k = r_gt.repeat(k, 1)
         r_t = self.starting_points(r_gt_k)
         terms = self.coarse_loss(self.update(gray_k, r_t), r_t, r_gt_k, int(gray.shape[-1]))
-        if not torch.isfinite(terms["total"]):
-            raise FloatingPointError(f"coarsenet: non-finite loss at step {self.global_step}")
-        for name, v in terms.items():
-            self.log(f"train/{name}", v.detach(), prog_bar=name == "total", batch_size=r_t.shape[0])
-        return terms["total"]
+        return self.log_terms(terms, r_t.shape[0])
 
     def validation_step(self, batch: Sample, batch_idx: int) -> None:
         r_gt = self.target(batch)
