@@ -55,10 +55,11 @@ def test_batches(n: int, size: int, detail: float = 0.0, batch: int = 25, option
     return list(dm.test_dataloader())
 
 
-def iterate_errors(model, b) -> dict[str, torch.Tensor]:
-    """Per-sample errors of every iterate: (n_iter+1, B) each."""
+def iterate_errors(model, b, its: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Per-sample errors of every iterate (``its``: ``model.iterate(b.image)``, computed when not
+    given): (n_iter+1, B) each."""
     size = int(b.image.shape[-1])
-    its = model.iterate(b.image)
+    its = model.iterate(b.image) if its is None else its
     gt_rot = euler_to_matrix(b.pose[:, :3].float())
     lm = b.lm68.float()
     face_size = (lm.amax(1) - lm.amin(1)).prod(-1).sqrt()
@@ -105,14 +106,15 @@ def cmd_iterations(args) -> None:
 
     m = load(CoarseNet, args.ckpt)
     batches = test_batches(args.n, args.size, options=args.options)
-    errs = [iterate_errors(m, b) for b in batches]
+    per_batch = [m.iterate(b.image) for b in batches]
+    errs = [iterate_errors(m, b, its) for b, its in zip(batches, per_batch)]
     e = {k: torch.cat([x[k] for x in errs], 1) for k in errs[0]}
     for k, unit in (("nme", "%"), ("pose", "deg"), ("true", "mm")):
         paired(f"{k} [{unit}]", e[k][0], e[k][1], "it0", "it1")  # the mean-face start vs one step
         for it in (3, 4):
             if it < e[k].shape[0]:
                 paired(f"{k} [{unit}]", e[k][1], e[k][it], "it1", f"it{it}")
-    its = [torch.cat(x) for x in zip(*[m.iterate(b.image) for b in batches])]
+    its = [torch.cat(x) for x in zip(*per_batch)]
     lay = m.decoder.layout
     for name, part in (("pose", lay.pose_slice), ("shape", lay.shape_slice)):
         sim = update_similarity(its, part)
@@ -137,13 +139,17 @@ def cmd_feedback(args) -> None:
         paired(f"{k} [{unit}] last", xa[-1], xb[-1], la, lb)
 
 
+def gt_gray_albedo(fm, b, clamp: bool) -> torch.Tensor:
+    """(B, N, 1) luminance of the samples' ground-truth vertex albedo (the engine's albedo
+    coefficients; ``clamp``: clamped to [0, 1] first, as the engine draws it)."""
+    alb = fm.albedo(b.coeffs[:, fm.layout.slice("tex")].float())
+    return (alb.clamp(0, 1) if clamp else alb) @ torch.tensor([0.299, 0.587, 0.114])[:, None]
+
+
 def gt_albedo_problem(fine, gray: torch.Tensor, r: torch.Tensor, b):
     """Eq. 14's set-up with the *ground-truth* albedo (luminance of the engine's clamped vertex
     albedo) instead of the Eq. 11-12 estimate: a measurement aid (--gt-albedo), never a row."""
-    fm = fine.facemodel
-    lum = torch.tensor([0.299, 0.587, 0.114])
-    alb = fm.albedo(b.coeffs[:, fm.layout.slice("tex")].float()).clamp(0, 1) @ lum[:, None]
-    return fine.problem(gray, r, albedo=alb)[0]
+    return fine.problem(gray, r, albedo=gt_gray_albedo(fine.facemodel, b, clamp=True))[0]
 
 
 def cmd_refine(args) -> None:
@@ -215,19 +221,20 @@ def cmd_e2e(args) -> None:
                 out[k] = (zc, zf, m.decoder.decode(r, args.size)["vertices"], m.refined_vertices(r, zf, zc)[0])
             res.setdefault("drift", []).extend(((out["A"][2] - out["B"][2]) ** 2).sum(-1).mean(-1).tolist())
             gt_v = b.vertices.float()
+            for k, (_, _, vc, vr) in out.items():  # one similarity alignment per sample, batched
+                for name, v in (("coarse mesh", vc), ("refined mesh", vr)):
+                    res.setdefault(f"{k} true error {name}", []).extend(
+                        aligned_vertex_errors(v, gt_v).mean(-1).tolist())
             for i in range(len(gray)):
                 gt = b.depth[i]
                 m_ = gt.isfinite()
                 for zc, zf, _, _ in out.values():
                     m_ = m_ & zc[i].isfinite() & zf[i].isfinite()
-                for k, (zc, zf, vc, vr) in out.items():
+                for k, (zc, zf, _, _) in out.items():
                     for name, z in (("coarse depth", zc), ("FineNet depth", zf)):
                         mean, p90 = depth_stats(depth_errors(z[i], gt, m_, "median"))
                         res.setdefault(f"{k} {name} mean", []).append(mean)
                         res.setdefault(f"{k} {name} p90", []).append(p90)
-                    for name, v in (("coarse mesh", vc), ("refined mesh", vr)):
-                        err = aligned_vertex_errors(v[i:i + 1], gt_v[i:i + 1]).mean()
-                        res.setdefault(f"{k} true error {name}", []).append(float(err))
         print(f"-- detail_amplitude {detail} mm, {args.n} samples at {args.size} px; A = {args.fine}; B = {args.ckpt_b}")
         for q in ("coarse depth mean", "coarse depth p90", "FineNet depth mean", "FineNet depth p90",
                   "true error coarse mesh", "true error refined mesh"):
@@ -251,13 +258,12 @@ def cmd_shading(args) -> None:
 
     m = CoarseFine(image_size=args.size)
     fm = m.facemodel
-    lum = torch.tensor([0.299, 0.587, 0.114])
     k = m.k_albedo
     for detail in args.detail:
         res = {"face": [], "skin+nose": [], "skin+nose, coarse normals": []}
         for b in test_batches(args.n, args.size, detail, options=args.options):
             r = m.target(b)
-            alb = fm.albedo(b.coeffs[:, fm.layout.slice("tex")].float()) @ lum[:, None]
+            alb = gt_gray_albedo(fm, b, clamp=False)
             extra = torch.cat([m.vertex_extra.expand(len(r), -1, -1), alb], 2)
             rend = m.decoder.render(r, args.size, extra=extra)
             ex = rend["extra"]

@@ -12,7 +12,7 @@ from torch import Tensor
 from benchmark3dface.data.sample import Sample
 from benchmark3dface.geometry.camera import PerspectiveCamera
 from benchmark3dface.methods import MethodSpec, Reconstruction, ReconstructionMethod
-from benchmark3dface.training.weights import load_weights_file
+from benchmark3dface.training.weights import load_lightning_checkpoint
 
 from .losses import DengLoss, resolve_weights
 from .method import PerceptualMixin, sample_ids
@@ -26,10 +26,8 @@ def load_rnet_checkpoint(path: str | Path, layout) -> tuple[RNet, str]:
     read from its hyper-parameters) or from a plain R-Net state dict saved with a
     ``{"backbone": name, "state_dict": ...}`` wrapper. Returns (R-Net, backbone name)."""
     p = Path(path).expanduser()
-    blob = load_weights_file(p, "an R-Net checkpoint", "train Deep3D first (e.g. `b3f fit --config "
-                             "experiments/quick/deep3d.yaml`) and pass its .ckpt as rnet_checkpoint")
-    if not isinstance(blob, dict) or "state_dict" not in blob:
-        raise ValueError(f"{p}: expected a Lightning checkpoint of Deep3D (a dict with 'state_dict')")
+    blob = load_lightning_checkpoint(p, "an R-Net checkpoint of Deep3D", "train Deep3D first (e.g. `b3f fit --config "
+                                     "experiments/quick/deep3d.yaml`) and pass its .ckpt as rnet_checkpoint")
     hp = blob.get("hyper_parameters", {}) or {}
     backbone = hp.get("backbone", blob.get("backbone"))
     if backbone is None:

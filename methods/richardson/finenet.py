@@ -15,7 +15,6 @@ pixel size 1 / scale mm; with them the paper's weights (1, 5e-3, 1) are used as 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,14 +136,7 @@ def read_vgg_face(path: str) -> dict[str, Tensor]:
     first bad key and the count of bad keys."""
     what = "a VGG-Face state dict"
     p = Path(path).expanduser()
-    try:
-        blob = load_weights_file(p, what, VGG_FACE_HOW_TO_GET)
-    except ValueError as exc:  # torch's own message runs over several lines: keep its first sentence
-        cause = re.sub(r"\x1b\[[0-9;]*m", "", str(exc.__cause__ or exc)).strip()
-        first = cause.splitlines()[0].split(". ")[0][:160] if cause else type(exc).__name__
-        if first.startswith("Weights only load failed"):
-            first += " (a pickled nn.Module? save its state_dict() instead)"
-        raise ValueError(f"{p}: cannot be read as {what} with torch.load(weights_only=True): {first}") from None
+    blob = load_weights_file(p, what, VGG_FACE_HOW_TO_GET)
     if not isinstance(blob, dict):
         raise ValueError(f"{p}: expected {what} (a dict of tensors: conv1_1.weight, ...), got {type(blob).__name__}")
     out: dict[str, Tensor] = {}

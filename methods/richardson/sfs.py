@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmark3dface.methods import MethodSpec
-from benchmark3dface.training.weights import load_weights_file
+from benchmark3dface.training.weights import load_lightning_checkpoint
 
 from .coarsefine import CoarseFine
 
@@ -48,9 +48,9 @@ class CoarseSfS(CoarseFine):
 def coarse_hparams(path: str) -> dict[str, Any]:
     """The hyperparameters stored in a coarsenet Lightning checkpoint (one clear error naming
     the file when it is missing, unreadable or not a checkpoint)."""
-    blob = load_weights_file(path, "a coarsenet checkpoint", "train coarsenet first "
-                             "(`b3f fit --config experiments/quick/richardson.yaml`)")
-    hp = blob.get("hyper_parameters") if isinstance(blob, dict) else None
+    blob = load_lightning_checkpoint(path, "a coarsenet checkpoint", "train coarsenet first "
+                                     "(`b3f fit --config experiments/quick/richardson.yaml`)")
+    hp = blob.get("hyper_parameters")
     if not isinstance(hp, dict):
         raise ValueError(f"{path}: expected a coarsenet Lightning checkpoint with 'hyper_parameters'")
     return hp
